@@ -1,0 +1,1 @@
+"""babel: multilingual expert-activation analysis of LLMs."""

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny random models built from configs (no download), and the real model."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def _tiny(kind: str, seed: int = 0):
+    from transformers import (
+        AutoModelForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        LlamaConfig,
+    )
+
+    torch.manual_seed(seed)
+    if kind == "llama":
+        cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=128, bos_token_id=1, eos_token_id=2,
+                          pad_token_id=0)
+    elif kind == "gemma3":
+        cfg = Gemma3TextConfig(vocab_size=97, hidden_size=32, intermediate_size=64,
+                               num_hidden_layers=3, num_attention_heads=2,
+                               num_key_value_heads=1, head_dim=16, sliding_window=8,
+                               max_position_embeddings=128, bos_token_id=2, eos_token_id=1,
+                               pad_token_id=0)
+    elif kind == "gpt2":
+        cfg = GPT2Config(vocab_size=97, n_embd=32, n_inner=64, n_layer=3, n_head=4,
+                         n_positions=128, bos_token_id=1, eos_token_id=1)
+    else:
+        raise ValueError(kind)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.eval()
+    model.babel_name = f"tiny-{kind}"
+    return model
+
+
+@pytest.fixture(params=["llama", "gemma3", "gpt2"])
+def tiny_model(request):
+    """A tiny random causal LM of each FFN family (gated Llama, gated Gemma 3, plain GPT-2)."""
+    return _tiny(request.param)
+
+
+@pytest.fixture
+def tiny_llama():
+    return _tiny("llama")
+
+
+@pytest.fixture
+def tiny_gemma():
+    return _tiny("gemma3")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Computed artifacts go to a temporary folder; model caches stay shared."""
+    monkeypatch.setenv("BABEL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The real embedded gemma-3-270m (fp32), loaded once per session."""
+    if os.environ.get("BABEL_SKIP_REAL"):
+        pytest.skip("BABEL_SKIP_REAL is set")
+    from babel.models import load_model
+
+    return load_model("gemma-3-270m")
