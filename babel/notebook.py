@@ -1,0 +1,161 @@
+"""Running the notebooks headlessly (jupytext sources → papermill) and recording their values.
+
+Notebooks live in git as jupytext ``py:percent`` files (``notebooks/NN_name.py``) without
+outputs. :func:`run_notebook` converts one to ``.ipynb`` under ``build/``, injects parameters
+from ``notebooks/params/<set>.yaml`` (the ``common`` section, then the notebook's own section,
+then command-line overrides), executes it with papermill on this project's kernel and writes
+the executed copy to ``build/executed/<set>/``.
+
+Inside a notebook, :func:`record` stores a JSON value in the cell's outputs (a custom MIME
+type, as the recommenders project does instead of scrapbook); :func:`read_records` reads them
+back from an executed notebook — tests assert on those values.
+
+Command line::
+
+    python -m babel.notebook run 02_activation_profiling --params smoke \
+        -p languages '[en, fr, nan]' -p model smollm2-135m
+    python -m babel.notebook all --params default
+
+``-p`` values are parsed as YAML (so ``nan`` stays the string "nan", unlike papermill's own
+``-p``); ``-r`` passes a raw string.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from babel import paths
+
+RECORD_MIME = "application/vnd.babel.record+json"
+KERNEL = "python3"
+
+
+def notebook_names() -> list[str]:
+    """The notebooks in run order (``notebooks/NN_*.py``)."""
+    return sorted(p.stem for p in paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
+
+
+def load_params(params: str, name: str) -> dict[str, Any]:
+    """Parameters for notebook ``name`` from a parameter set (``default``, ``smoke``, ``full``)."""
+    f = paths.PARAMS_DIR / f"{params}.yaml"
+    if not f.exists():
+        sets = sorted(p.stem for p in paths.PARAMS_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no parameter set {params!r}: choose one of {sets}")
+    data = yaml.safe_load(f.read_text()) or {}
+    merged = dict(data.get("common", {}))
+    merged.update(data.get(name, {}) or {})
+    return merged
+
+
+def to_ipynb(name: str) -> Path:
+    """Convert ``notebooks/<name>.py`` to ``build/notebooks/<name>.ipynb`` (jupytext)."""
+    import jupytext
+
+    src = paths.NOTEBOOKS_DIR / f"{name}.py"
+    if not src.exists():
+        raise FileNotFoundError(f"no notebook {name!r}: choose one of {notebook_names()}")
+    nb = jupytext.read(src)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3 (babel)",
+                                 "language": "python"}
+    out = paths.BUILD_DIR / "notebooks" / f"{name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(nb, out)
+    return out
+
+
+def declared_parameters(ipynb: Path) -> set[str]:
+    """Names assigned in the notebook's ``parameters`` cell."""
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(ipynb)).keys())
+
+
+def run_notebook(name: str, *, params: str = "default", overrides: dict[str, Any] | None = None,
+                 output: Path | None = None, log_output: bool = False) -> Path:
+    """Execute one notebook with a parameter set and overrides; return the executed copy."""
+    import papermill as pm
+
+    src = to_ipynb(name)
+    values = load_params(params, name)
+    values.update(overrides or {})
+    declared = declared_parameters(src)
+    unknown = sorted(set(overrides or {}) - declared)
+    if unknown:
+        raise ValueError(f"{name} has no parameter(s) {unknown}: its parameters are "
+                         f"{sorted(declared)}")
+    values = {k: v for k, v in values.items() if k in declared}
+    out = output or paths.executed_notebook(name, params)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pm.execute_notebook(str(src), str(out), parameters=values, kernel_name=KERNEL,
+                        cwd=str(paths.NOTEBOOKS_DIR), log_output=log_output,
+                        progress_bar=False)
+    print(f"{name}: {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
+    return out
+
+
+def record(name: str, value: Any) -> None:
+    """Store a JSON-serialisable value in the executed notebook (read by :func:`read_records`)."""
+    from IPython.display import display
+
+    display({RECORD_MIME: {name: value}, "text/plain": f"recorded {name}"}, raw=True)
+
+
+def read_records(ipynb: Path) -> dict[str, Any]:
+    """Every value a notebook :func:`record`-ed, by name."""
+    nb = json.loads(Path(ipynb).read_text())
+    out: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            if RECORD_MIME in data:
+                out.update(data[RECORD_MIME])
+    return out
+
+
+def _parse_overrides(pairs: Sequence[Sequence[str]], raw: Sequence[Sequence[str]]) -> dict:
+    values: dict[str, Any] = {}
+    for key, val in pairs:
+        values[key] = yaml.safe_load(val)
+    for key, val in raw:
+        values[key] = val
+    return values
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m babel.notebook", description=__doc__.split(
+        "\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for cmd in ("run", "all"):
+        p = sub.add_parser(cmd)
+        if cmd == "run":
+            p.add_argument("names", nargs="+", help=f"notebooks: {notebook_names()}")
+        p.add_argument("--params", default="default", help="parameter set (default/smoke/full)")
+        p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "YAML"),
+                       help="override a parameter (value parsed as YAML)")
+        p.add_argument("-r", nargs=2, action="append", default=[], metavar=("NAME", "TEXT"),
+                       help="override a parameter with a raw string")
+    args = ap.parse_args(argv)
+    names = notebook_names() if args.cmd == "all" else args.names
+    overrides = _parse_overrides(args.p, args.r)
+    for name in names:
+        try:
+            ov = overrides if args.cmd == "run" else {
+                k: v for k, v in overrides.items() if k in declared_parameters(to_ipynb(name))}
+            run_notebook(name, params=args.params, overrides=ov)
+        except Exception as err:  # one line for the user; papermill already kept the copy
+            print(f"error: {name}: {str(err).strip().splitlines()[-1]}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
