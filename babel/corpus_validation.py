@@ -119,60 +119,79 @@ def _read(file: Path) -> tuple[list[Item], int]:
     return read_jsonl_items(file), blank
 
 
-def _length_band(script: str) -> tuple[float, float]:
-    return LENGTH_BANDS.get(script, DEFAULT_LENGTH_BAND)
+def _check_clean(items: list[Item], blank: int) -> dict[str, Any]:
+    texts = [it.text.strip() for it in items]
+    row = {
+        "blank_lines": blank,
+        "empty_texts": sum(1 for t in texts if not t),
+        "duplicate_ids": len(items) - len({it.id for it in items}),
+        "duplicate_texts": len(texts) - len(set(texts)),
+    }
+    return {**row, "ok_clean": not any(row.values())}
+
+
+def _check_not_english(
+    items: list[Item], en_text: dict[str, str], labels: list[tuple[str, float]]
+) -> dict[str, Any]:
+    identical = sum(1 for it in items if en_text.get(it.id, "").strip() == it.text.strip())
+    said_en = sum(1 for lab, p in labels if lab == "en" and p >= ENGLISH_PROB)
+    return {
+        "identical_to_en": identical,
+        "langid_en": said_en,
+        "ok_not_english": not (identical or said_en),
+    }
+
+
+def _check_length(items: list[Item], en_text: dict[str, str], script: str) -> dict[str, Any]:
+    ratios = [len(it.text) / len(en_text[it.id]) for it in items if en_text.get(it.id)]
+    low, high = LENGTH_BANDS.get(script, DEFAULT_LENGTH_BAND)
+    median = float(np.median(ratios)) if ratios else float("nan")
+    return {
+        "length_ratio": median,
+        "length_band": f"{low}-{high}",
+        "ok_length": low <= median <= high,
+    }
+
+
+def _check_langid(labels: list[tuple[str, float]], expected: str | None) -> dict[str, Any]:
+    if not labels or expected is None:
+        return {"langid_agreement": np.nan, "langid_confusion": "", "ok_langid": pd.NA}
+    agreement = float(np.mean([lab == expected for lab, _ in labels]))
+    wrong = Counter(lab for lab, _ in labels if lab != expected).most_common(1)
+    return {
+        "langid_agreement": agreement,
+        "langid_confusion": f"{wrong[0][0]}:{wrong[0][1]}" if wrong else "",
+        "ok_langid": agreement >= LANGID_AGREEMENT,
+    }
+
+
+def _check_derived(items: list[Item], corpus_dir: Path | None) -> bool:
+    """Whether sr-Latn equals the transliteration of sr-Cyrl, line for line."""
+    cyrl = paths.corpus_file("sr-Cyrl", folder=corpus_dir)
+    if not cyrl.is_file():
+        return False
+    source = read_jsonl_items(cyrl)
+    expected = [(it.id, it.topic, cyrillic_to_latin(it.text)) for it in source]
+    return expected == [(it.id, it.topic, it.text) for it in items]
 
 
 def _check_language(
     lang: Language, items: list[Item], blank: int, english: list[Item], corpus_dir: Path | None
 ) -> dict[str, Any]:
-    texts = [it.text for it in items]
     en_text = {it.id: it.text for it in english}
-    row: dict[str, Any] = {"items": len(items)}
-    row["ids_match"] = [it.id for it in items] == [it.id for it in english]
-    row["ok_ids"] = row["ids_match"]
-
-    row["blank_lines"] = blank
-    row["empty_texts"] = sum(1 for t in texts if not t.strip())
-    row["duplicate_ids"] = len(items) - len({it.id for it in items})
-    row["duplicate_texts"] = len(texts) - len({t.strip() for t in texts})
-    row["ok_clean"] = not (
-        blank or row["empty_texts"] or row["duplicate_ids"] or row["duplicate_texts"]
-    )
-
-    labels = identify(texts) if lang.langid_code else []
-    if lang.code != REFERENCE:
-        row["identical_to_en"] = sum(
-            1 for it in items if en_text.get(it.id, "").strip() == it.text.strip()
-        )
-        row["langid_en"] = sum(1 for lab, p in labels if lab == "en" and p >= ENGLISH_PROB)
-        row["ok_not_english"] = not (row["identical_to_en"] or row["langid_en"])
+    labels = identify([it.text for it in items]) if lang.langid_code else []
+    ids_match = [it.id for it in items] == [it.id for it in english]
+    share = script_share([it.text for it in items], lang.script)
+    row: dict[str, Any] = {"items": len(items), "ids_match": ids_match, "ok_ids": ids_match}
+    row |= _check_clean(items, blank)
+    if lang.code == REFERENCE:
+        row |= {"identical_to_en": pd.NA, "langid_en": pd.NA, "ok_not_english": pd.NA}
     else:
-        row["identical_to_en"] = row["langid_en"] = row["ok_not_english"] = pd.NA
-
-    row["script_share"] = script_share(texts, lang.script)
-    row["ok_script"] = bool(row["script_share"] >= SCRIPT_SHARE)
-
-    ratios = [len(it.text) / len(en_text[it.id]) for it in items if en_text.get(it.id)]
-    low, high = _length_band(lang.script)
-    row["length_ratio"] = float(np.median(ratios)) if ratios else float("nan")
-    row["length_band"] = f"{low}-{high}"
-    row["ok_length"] = bool(low <= row["length_ratio"] <= high)
-
-    if labels:
-        hits = [lab == lang.langid_code for lab, _ in labels]
-        wrong = Counter(lab for lab, _ in labels if lab != lang.langid_code).most_common(1)
-        row["langid_agreement"] = float(np.mean(hits))
-        row["langid_confusion"] = f"{wrong[0][0]}:{wrong[0][1]}" if wrong else ""
-        row["ok_langid"] = row["langid_agreement"] >= LANGID_AGREEMENT
-    else:
-        row["langid_agreement"], row["langid_confusion"], row["ok_langid"] = np.nan, "", pd.NA
-
-    row["ok_derived"] = pd.NA
-    if lang.code == "sr-Latn":
-        cyrl = paths.corpus_file("sr-Cyrl", folder=corpus_dir)
-        expected = [cyrillic_to_latin(it.text) for it in read_jsonl_items(cyrl)]
-        row["ok_derived"] = cyrl.is_file() and expected == texts
+        row |= _check_not_english(items, en_text, labels)
+    row |= {"script_share": share, "ok_script": share >= SCRIPT_SHARE}
+    row |= _check_length(items, en_text, lang.script)
+    row |= _check_langid(labels, lang.langid_code)
+    row["ok_derived"] = _check_derived(items, corpus_dir) if lang.code == "sr-Latn" else pd.NA
     return row
 
 

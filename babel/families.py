@@ -1,0 +1,587 @@
+"""Do activation patterns follow language families or scripts? Similarities, clusters, tests.
+
+Input everywhere is a stack of per-language frequency matrices ``freq[n_lang, L, E]``
+(:func:`babel.profiling.frequency_tensor`), or any ``[n_lang, ...]`` array (raw neurons:
+``Profile.neuron_frequency``). Design choices the paper leaves open, taken here:
+
+- **Similarity** of two languages = similarity of their flattened frequency vectors (all L·E
+  experts, or one layer's E for per-layer curves). Four metrics:
+
+  - ``"centered"`` (default): cosine after subtracting each expert's mean frequency over the
+    languages analysed, so only how a language *deviates* from the average language counts.
+    Without it the experts every language selects (the shared, always-on structure) dominate
+    and every pair scores close to 1. It depends on the language set: adding languages moves
+    the mean.
+  - ``"cosine"``: cosine of the raw frequencies (shown for contrast).
+  - ``"pearson"``: correlation of the two vectors (each centred over its own experts): removes
+    a language's overall level, keeps the shared profile.
+  - ``"jaccard"``: overlap of the two languages' top-k experts, ``k = top_share`` of the
+    experts compared (all L·E, or E per layer).
+
+- **Clusters**: average linkage (UPGMA, scipy) on ``1 - similarity``, cut at the number of
+  groups of the labelling it is compared with; agreement = adjusted Rand index and NMI
+  (sklearn). The ARI's p-value shuffles the labels (vectorised contingency tables).
+- **Separation** of a labelling: mean similarity of same-label pairs minus mean similarity of
+  different-label pairs (unordered pairs). Its permutation test shuffles labels over
+  languages; with ``strata`` labels are shuffled only within strata and only within-stratum
+  pairs count (family effect among same-script pairs, or script effect among same-family
+  pairs). One-sided p = (1 + #{null >= observed}) / (1 + P).
+- **Bootstrap**: each language's token chunks are resampled with replacement (multinomial
+  chunk weights), frequency = Σ counts / Σ tokens, similarities recomputed; percentile
+  intervals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Metric = Literal["centered", "cosine", "pearson", "jaccard"]
+METRICS: tuple[str, ...] = ("centered", "cosine", "pearson", "jaccard")
+LABEL_FIELDS: tuple[str, ...] = ("family", "branch", "script")
+
+# Pairs that separate language from script (codes of data/languages.csv) and what each shows.
+CONTROL_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("hi", "ur", "one spoken language (Hindustani), two scripts (Deva / Arab)"),
+    ("sr-Cyrl", "sr-Latn", "identical text, two scripts (Cyrl / Latn)"),
+    ("ar", "fa", "one script (Arab), different families (Semitic / Indo-European)"),
+    ("ar", "ur", "one script (Arab), different families (Semitic / Indo-European)"),
+    ("fa", "ur", "one script (Arab), same family, different branches (Iranian / Indo-Aryan)"),
+)
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def _vectors(freq: np.ndarray) -> np.ndarray:
+    x = np.asarray(freq, dtype=np.float64)
+    if x.ndim < 2 or x.shape[0] < 2:
+        raise ValueError(f"need frequencies [n_lang >= 2, ...], got shape {x.shape}: stack "
+                         f"at least two languages (frequency_tensor)")
+    return x.reshape(x.shape[0], -1)
+
+
+def _cosine_rows(x: np.ndarray) -> np.ndarray:
+    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return x @ np.swapaxes(x, -1, -2)
+
+
+def _similarity(x: np.ndarray, metric: str, top_share: float) -> np.ndarray:
+    """Batched similarity ``[B, n, n]`` of vectors ``x[B, n, D]``."""
+    if metric == "cosine":
+        return _cosine_rows(x)
+    if metric == "centered":
+        return _cosine_rows(x - x.mean(-2, keepdims=True))
+    if metric == "pearson":
+        return _cosine_rows(x - x.mean(-1, keepdims=True))
+    k = max(1, round(top_share * x.shape[-1]))
+    top = np.argpartition(-x, k - 1, axis=-1)[..., :k]
+    mask = np.zeros(x.shape, dtype=np.float32)
+    np.put_along_axis(mask, top, 1.0, axis=-1)
+    inter = (mask @ np.swapaxes(mask, -1, -2)).astype(np.float64)
+    return inter / (2 * k - inter)
+
+
+def similarity(freq: np.ndarray, *, metric: Metric = "centered",
+               top_share: float = 0.1) -> np.ndarray:
+    """``[n, n]`` language × language similarity over all layers and experts.
+
+    Args:
+        freq: ``[n_lang, L, E]`` frequencies (or any ``[n_lang, ...]``; flattened).
+        metric: ``"centered"``, ``"cosine"``, ``"pearson"`` or ``"jaccard"`` (module docstring).
+        top_share: Share of experts in each language's top set (``"jaccard"`` only).
+    """
+    _check_metric(metric)
+    return _similarity(_vectors(freq)[None], metric, top_share)[0]
+
+
+def layer_similarity(freq: np.ndarray, *, metric: Metric = "centered",
+                     top_share: float = 0.1) -> np.ndarray:
+    """``[L, n, n]`` similarity of each layer separately (``freq[n_lang, L, E]``)."""
+    _check_metric(metric)
+    f = np.asarray(freq, dtype=np.float64)
+    if f.ndim != 3:
+        raise ValueError(f"layer_similarity needs [n_lang, L, E], got shape {f.shape}")
+    return _similarity(np.swapaxes(f, 0, 1), metric, top_share)
+
+
+def metric_summary(freq: np.ndarray, *, top_share: float = 0.1) -> pd.DataFrame:
+    """Per metric: mean, min and max off-diagonal similarity (how much the metric spreads)."""
+    iu = np.triu_indices(freq.shape[0], 1)
+    rows = []
+    for m in METRICS:
+        s = similarity(freq, metric=m, top_share=top_share)[iu]
+        rows.append({"metric": m, "mean": s.mean(), "min": s.min(), "max": s.max(),
+                     "std": s.std()})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- labels, pairs
+
+def language_labels(langs: Sequence[str], field: str) -> list[str]:
+    """The ``family``, ``branch`` or ``script`` of each language (``data/languages.csv``)."""
+    from babel.languages import get_language
+
+    if field not in LABEL_FIELDS:
+        raise ValueError(f"field must be one of {LABEL_FIELDS}, got {field!r}")
+    return [getattr(get_language(code), field) for code in langs]
+
+
+def _codes(labels: Sequence) -> np.ndarray:
+    return np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)[1]
+
+
+def pair_table(sim: np.ndarray, langs: Sequence[str]) -> pd.DataFrame:
+    """Every unordered pair with its similarity, rank (1 = most similar) and percentile.
+
+    ``percentile`` = share of all pairs (in %) at most as similar as this one.
+    """
+    i, j = np.triu_indices(len(langs), 1)
+    s = sim[i, j]
+    order = np.argsort(-s, kind="stable")
+    rank = np.empty(len(s), dtype=int)
+    rank[order] = np.arange(1, len(s) + 1)
+    pct = 100.0 * (s[None, :] <= s[:, None]).mean(1)
+    return pd.DataFrame({"a": np.asarray(langs)[i], "b": np.asarray(langs)[j],
+                         "similarity": s, "rank": rank, "percentile": pct})
+
+
+# ---------------------------------------------------------------------------- clustering
+
+def cluster_tree(sim: np.ndarray) -> np.ndarray:
+    """scipy linkage matrix: average linkage on distance ``1 - similarity``."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    d = 1.0 - (np.asarray(sim, dtype=np.float64) + np.asarray(sim).T) / 2
+    np.fill_diagonal(d, 0.0)
+    return linkage(squareform(np.maximum(d, 0.0), checks=False), method="average")
+
+
+def cut_tree(tree: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Cluster ids from cutting ``tree`` into (at most) ``n_clusters`` groups."""
+    from scipy.cluster.hierarchy import fcluster
+
+    return fcluster(tree, t=n_clusters, criterion="maxclust")
+
+
+def ari_batch(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Adjusted Rand index of one clustering ``[n]`` against many labellings ``[P, n]``."""
+    a = np.unique(clusters, return_inverse=True)[1]
+    b = np.atleast_2d(labels)
+    n = a.shape[0]
+    onehot_a = np.eye(a.max() + 1)[a]  # [n, ka]
+    onehot_b = np.eye(b.max() + 1)[b]  # [P, n, kb]
+    table = np.einsum("na,pnb->pab", onehot_a, onehot_b)
+
+    def comb2(x: np.ndarray) -> np.ndarray:
+        return x * (x - 1) / 2
+
+    pairs = comb2(table).sum((1, 2))
+    sa = comb2(table.sum(2)).sum(1)
+    sb = comb2(table.sum(1)).sum(1)
+    expected = sa * sb / comb2(np.float64(n))
+    top = (sa + sb) / 2
+    den = top - expected
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den == 0, 1.0, (pairs - expected) / np.where(den == 0, 1, den))
+
+
+def _permutations(n: int, n_permutations: int, rng: np.random.Generator,
+                  strata: np.ndarray | None = None) -> np.ndarray:
+    """``[P, n]`` index permutations (within each stratum when ``strata`` is given)."""
+    if strata is None:
+        return rng.permuted(np.tile(np.arange(n), (n_permutations, 1)), axis=1)
+    perm = np.tile(np.arange(n), (n_permutations, 1))
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        perm[:, idx] = idx[rng.permuted(np.tile(np.arange(len(idx)), (n_permutations, 1)),
+                                        axis=1)]
+    return perm
+
+
+def agreement(sim: np.ndarray, labels: Sequence, *, n_permutations: int = 1000,
+              seed: int = 0, tree: np.ndarray | None = None) -> dict[str, float]:
+    """ARI and NMI between the clustering of ``sim`` and ``labels`` (cut at their group count).
+
+    Returns:
+        ``n_groups``, ``ari``, ``nmi`` and ``ari_p`` (share of label shuffles with an ARI at
+        least as high, +1 smoothed). NaN when the labelling has one group or only singletons.
+    """
+    from sklearn.metrics import normalized_mutual_info_score
+
+    codes = _codes(labels)
+    k = int(codes.max()) + 1
+    if k < 2 or k >= len(codes):
+        return {"n_groups": k, "ari": np.nan, "nmi": np.nan, "ari_p": np.nan}
+    clusters = cut_tree(cluster_tree(sim) if tree is None else tree, k)
+    ari = float(ari_batch(clusters, codes[None])[0])
+    rng = np.random.default_rng(seed)
+    null = ari_batch(clusters, codes[_permutations(len(codes), n_permutations, rng)])
+    return {"n_groups": k, "ari": ari,
+            "nmi": float(normalized_mutual_info_score(codes, clusters)),
+            "ari_p": float((1 + (null >= ari - 1e-12).sum()) / (1 + n_permutations))}
+
+
+# ---------------------------------------------------------------------------- permutation test
+
+@dataclasses.dataclass(frozen=True)
+class PermutationResult:
+    """Within-minus-between similarity of a labelling, against shuffled labels.
+
+    Attributes:
+        statistic: Mean same-label pair similarity minus mean different-label similarity.
+        p_value: One-sided, (1 + #{null >= statistic}) / (1 + P).
+        null_mean: Mean of the null statistics.
+        null_std: Their standard deviation.
+        n_permutations: P.
+        n_within: Same-label pairs counted.
+        n_between: Different-label pairs counted.
+    """
+
+    statistic: float
+    p_value: float
+    null_mean: float
+    null_std: float
+    n_permutations: int
+    n_within: int
+    n_between: int
+
+    @property
+    def z(self) -> float:
+        """(statistic - null mean) / null std: the effect in units of the null's spread."""
+        return (self.statistic - self.null_mean) / self.null_std if self.null_std > 0 else np.nan
+
+
+def _pair_mask(n: int, strata: np.ndarray | None) -> np.ndarray:
+    mask = np.triu(np.ones((n, n), dtype=bool), 1)
+    if strata is not None:
+        mask &= strata[:, None] == strata[None, :]
+    return mask
+
+
+def _separation(sims: np.ndarray, same: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Within minus between ``[P, B]`` for similarity stacks ``[B, n, n]``, masks ``[P, n, n]``."""
+    within = (same & pairs).astype(np.float64)
+    between = (~same & pairs).astype(np.float64)
+    nw, nb = within.sum((1, 2)), between.sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.einsum("pij,bij->pb", within, sims) / nw[:, None]
+        b = np.einsum("pij,bij->pb", between, sims) / nb[:, None]
+    return w - b
+
+
+def _separation_null(sims: np.ndarray, labels: Sequence, *, n_permutations: int, seed: int,
+                     strata: Sequence | None) -> tuple[np.ndarray, np.ndarray, int, int]:
+    codes = _codes(labels)
+    n = len(codes)
+    st = None if strata is None else _codes(strata)
+    pairs = _pair_mask(n, st)
+    perms = _permutations(n, n_permutations, np.random.default_rng(seed), st)
+    permuted = codes[perms]
+    same_obs = codes[:, None] == codes[None, :]
+    obs = _separation(sims, same_obs[None], pairs)[0]
+    null = _separation(sims, permuted[:, :, None] == permuted[:, None, :], pairs)
+    return obs, null, int((same_obs & pairs).sum()), int((~same_obs & pairs).sum())
+
+
+def permutation_test(sim: np.ndarray, labels: Sequence, *, n_permutations: int = 1000,
+                     seed: int = 0, strata: Sequence | None = None) -> PermutationResult:
+    """Are same-label pairs more similar than different-label pairs?
+
+    Args:
+        sim: ``[n, n]`` similarity.
+        labels: One label per language (family, script, ...).
+        n_permutations: Label shuffles (vectorised).
+        seed: RNG seed.
+        strata: Optional second labelling: shuffle only within strata and count only pairs
+            inside a stratum (e.g. family effect among same-script pairs).
+    """
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+    obs, null, nw, nb = _separation_null(np.asarray(sim)[None], labels,
+                                         n_permutations=n_permutations, seed=seed,
+                                         strata=strata)
+    o, nl = float(obs[0]), null[:, 0]
+    if not np.isfinite(o):
+        return PermutationResult(np.nan, np.nan, np.nan, np.nan, n_permutations, nw, nb)
+    nl = nl[np.isfinite(nl)]
+    return PermutationResult(o, float((1 + (nl >= o - 1e-12).sum()) / (1 + n_permutations)),
+                             float(nl.mean()), float(nl.std()), n_permutations, nw, nb)
+
+
+def layer_separation(freq: np.ndarray, labels: Mapping[str, Sequence], *,
+                     metric: Metric = "centered", n_permutations: int = 1000, seed: int = 0,
+                     top_share: float = 0.1) -> pd.DataFrame:
+    """Per layer and labelling: separation (within - between), its null z-score and p-value.
+
+    Args:
+        freq: ``[n_lang, L, E]``.
+        labels: ``{name: one label per language}`` (e.g. family, script).
+    """
+    sims = layer_similarity(freq, metric=metric, top_share=top_share)
+    frames = []
+    for name, lab in labels.items():
+        obs, null, _, _ = _separation_null(sims, lab, n_permutations=n_permutations, seed=seed,
+                                           strata=None)
+        with np.errstate(invalid="ignore"):
+            mu, sd = np.nanmean(null, 0), np.nanstd(null, 0)
+            z = np.where(sd > 0, (obs - mu) / np.where(sd > 0, sd, 1), np.nan)
+        p = (1 + (null >= obs[None] - 1e-12).sum(0)) / (1 + n_permutations)
+        frames.append(pd.DataFrame({"layer": np.arange(sims.shape[0]), "labelling": name,
+                                    "separation": obs, "null_mean": mu, "z": z, "p": p}))
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------- bootstrap
+
+@dataclasses.dataclass(frozen=True)
+class BootstrapResult:
+    """Similarity matrices recomputed on chunk-resampled frequencies.
+
+    Attributes:
+        point: ``[n, n]`` similarity of the full data.
+        samples: ``[B, n, n]`` bootstrap similarities.
+        level: Confidence level of :meth:`interval`.
+    """
+
+    point: np.ndarray
+    samples: np.ndarray
+    level: float = 0.95
+
+    def interval(self) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile interval ``(low, high)``, each ``[n, n]``."""
+        a = (1 - self.level) / 2
+        return (np.quantile(self.samples, a, axis=0), np.quantile(self.samples, 1 - a, axis=0))
+
+    def stat_interval(self, fn: Callable[[np.ndarray], float]) -> tuple[float, float, float]:
+        """``(point, low, high)`` of a statistic of the similarity matrix (e.g. a separation)."""
+        vals = np.array([fn(s) for s in self.samples])
+        a = (1 - self.level) / 2
+        return float(fn(self.point)), float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def bootstrap_similarity(chunk_counts: Sequence[np.ndarray], chunk_tokens: Sequence[np.ndarray],
+                         *, metric: Metric = "centered", top_share: float = 0.1,
+                         n_bootstrap: int = 200, seed: int = 0, level: float = 0.95,
+                         batch: int = 25) -> BootstrapResult:
+    """Bootstrap the similarity matrix by resampling each language's token chunks.
+
+    Args:
+        chunk_counts: Per language, ``[C_a, L, E]`` selection counts per chunk
+            (``Profile.chunk_counts``).
+        chunk_tokens: Per language, ``[C_a]`` counted tokens per chunk.
+        metric: Similarity metric.
+        top_share: For ``"jaccard"``.
+        n_bootstrap: Resamples B.
+        seed: RNG seed.
+        level: Interval level.
+        batch: Resamples computed at once (memory: batch x n_lang x L·E floats).
+    """
+    _check_metric(metric)
+    if len(chunk_counts) != len(chunk_tokens) or len(chunk_counts) < 2:
+        raise ValueError("need chunk counts and chunk tokens for the same >= 2 languages")
+    rng = np.random.default_rng(seed)
+    flat = [np.asarray(c, dtype=np.float64).reshape(len(c), -1) for c in chunk_counts]
+    toks = [np.asarray(t, dtype=np.float64) for t in chunk_tokens]
+    if any(len(c) == 0 for c in flat):
+        raise ValueError("a language has no chunks: profile it with some tokens first")
+    point_freq = np.stack([c.sum(0) / max(t.sum(), 1.0) for c, t in zip(flat, toks)])
+    point = _similarity(point_freq[None], metric, top_share)[0]
+    # multinomial chunk weights = resampling chunks with replacement
+    weights = [rng.multinomial(len(c), np.full(len(c), 1.0 / len(c)), size=n_bootstrap)
+               for c in flat]
+    out = []
+    for s in range(0, n_bootstrap, batch):
+        f = np.stack([(w[s:s + batch] @ c) / np.maximum(w[s:s + batch] @ t, 1.0)[:, None]
+                      for w, c, t in zip(weights, flat, toks)], axis=1)  # [b, n, D]
+        out.append(_similarity(f, metric, top_share))
+    return BootstrapResult(point, np.concatenate(out), level)
+
+
+def bootstrap_profiles(profiles: Mapping, **kw) -> BootstrapResult:
+    """:func:`bootstrap_similarity` of ``{lang: Profile}`` (in the dict's order)."""
+    return bootstrap_similarity([p.chunk_counts for p in profiles.values()],
+                                [p.chunk_tokens for p in profiles.values()], **kw)
+
+
+def separation(sim: np.ndarray, labels: Sequence) -> float:
+    """Mean same-label pair similarity minus mean different-label pair similarity."""
+    codes = _codes(labels)
+    same = codes[:, None] == codes[None, :]
+    return float(_separation(np.asarray(sim)[None], same[None], _pair_mask(len(codes), None))[0, 0])
+
+
+# ---------------------------------------------------------------------------- tables
+
+def label_table(sim: np.ndarray, langs: Sequence[str], *,
+                fields: Sequence[str] = LABEL_FIELDS, n_permutations: int = 1000,
+                seed: int = 0, boot: BootstrapResult | None = None) -> pd.DataFrame:
+    """Per labelling: ARI/NMI of the clustering, separation with permutation p-value.
+
+    Also the stratified tests: family (and branch) effect among same-script pairs, script
+    effect among same-family pairs (NaN where no pair qualifies), and, when ``boot`` is
+    given, a bootstrap interval of the separation.
+    """
+    tree = cluster_tree(sim)
+    labels = {f: language_labels(langs, f) for f in fields}
+    rows = []
+    for f, lab in labels.items():
+        row = {"labelling": f} | agreement(sim, lab, n_permutations=n_permutations, seed=seed,
+                                          tree=tree)
+        t = permutation_test(sim, lab, n_permutations=n_permutations, seed=seed)
+        row |= {"separation": t.statistic, "z": t.z, "p": t.p_value, "within_pairs": t.n_within}
+        control = "family" if f == "script" else "script"
+        ts = permutation_test(sim, lab, n_permutations=n_permutations, seed=seed,
+                              strata=language_labels(langs, control))
+        row |= {"controlled_for": control, "separation_controlled": ts.statistic,
+                "p_controlled": ts.p_value, "within_pairs_controlled": ts.n_within}
+        if boot is not None:
+            _, lo, hi = boot.stat_interval(lambda s, lab=lab: separation(s, lab))
+            row |= {"separation_low": lo, "separation_high": hi}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def control_table(sim: np.ndarray, langs: Sequence[str], *,
+                  pairs: Sequence[tuple[str, str, str]] = CONTROL_PAIRS,
+                  boot: BootstrapResult | None = None) -> pd.DataFrame:
+    """Similarity, rank and percentile among all pairs of the control pairs present in ``langs``."""
+    from babel.languages import get_language
+
+    table = pair_table(sim, langs)
+    index = {code: i for i, code in enumerate(langs)}
+    lo = hi = None
+    if boot is not None:
+        lo, hi = boot.interval()
+    rows = []
+    for a, b, what in pairs:
+        if a not in index or b not in index:
+            continue
+        hit = table[((table.a == a) & (table.b == b)) | ((table.a == b) & (table.b == a))].iloc[0]
+        la, lb = get_language(a), get_language(b)
+        row = {"pair": f"{a}–{b}", "what": what, "similarity": hit.similarity,
+               "rank": int(hit["rank"]), "of": len(table), "percentile": hit.percentile,
+               "same_family": la.family == lb.family, "same_script": la.script == lb.script}
+        if lo is not None:
+            row |= {"low": lo[index[a], index[b]], "high": hi[index[a], index[b]]}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def group_means(sim: np.ndarray, langs: Sequence[str]) -> pd.DataFrame:
+    """Mean pair similarity by (same family?, same script?) — the 2 x 2 table behind the tests."""
+    fam = _codes(language_labels(langs, "family"))
+    scr = _codes(language_labels(langs, "script"))
+    i, j = np.triu_indices(len(langs), 1)
+    df = pd.DataFrame({"same_family": fam[i] == fam[j], "same_script": scr[i] == scr[j],
+                       "similarity": np.asarray(sim)[i, j]})
+    return df.groupby(["same_family", "same_script"]).similarity.agg(["mean", "count"]).reset_index()
+
+
+def robustness_table(settings: Mapping[str, np.ndarray], langs: Sequence[str], *,
+                     metric: Metric = "centered", n_permutations: int = 1000,
+                     seed: int = 0) -> pd.DataFrame:
+    """The main statistics for each setting ``{name: frequency [n_lang, ...]}``.
+
+    Columns: family and script separation with permutation p-values, ARI against family and
+    script, and the controlled p-values (family among same-script pairs, script among
+    same-family pairs).
+    """
+    rows = []
+    for name, freq in settings.items():
+        if freq.shape[0] != len(langs):
+            raise ValueError(f"setting {name!r} has {freq.shape[0]} languages, expected "
+                             f"{len(langs)}: stack the same languages in every setting")
+        table = label_table(similarity(freq, metric=metric), langs, fields=("family", "script"),
+                            n_permutations=n_permutations, seed=seed).set_index("labelling")
+        row: dict = {"setting": name, "features": int(np.prod(freq.shape[1:]))}
+        for f in ("family", "script"):
+            row |= {f"{f}_separation": table.at[f, "separation"], f"{f}_p": table.at[f, "p"],
+                    f"ari_{f}": table.at[f, "ari"],
+                    f"{f}_p_controlled": table.at[f, "p_controlled"]}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- figures
+
+def _palette(values: Sequence[str], cmap: str) -> dict[str, tuple]:
+    import matplotlib.pyplot as plt
+
+    uniq = sorted(set(values))
+    colours = plt.get_cmap(cmap, max(len(uniq), 2))
+    return {v: colours(i) for i, v in enumerate(uniq)}
+
+
+def clustermap(sim: np.ndarray, langs: Sequence[str], *, title: str = "",
+               fields: Sequence[str] = ("family", "script"), tree: np.ndarray | None = None,
+               centre: float | None = 0.0):
+    """seaborn clustermap of a similarity matrix with family and script colour bars.
+
+    Returns:
+        The seaborn ``ClusterGrid`` (``.figure`` to save).
+    """
+    import matplotlib.patches as mpatches
+    import seaborn as sns
+
+    tree = cluster_tree(sim) if tree is None else tree
+    df = pd.DataFrame(sim, index=list(langs), columns=list(langs))
+    colour_bars, handles = {}, []
+    for f, cmap in zip(fields, ("tab20", "Set2", "tab10")):
+        lab = language_labels(langs, f)
+        pal = _palette(lab, cmap)
+        colour_bars[f] = pd.Series([pal[v] for v in lab], index=df.index)
+        handles += [mpatches.Patch(color=c, label=f"{f}: {v}") for v, c in pal.items()]
+    n = len(langs)
+    g = sns.clustermap(df, row_linkage=tree, col_linkage=tree,
+                       row_colors=pd.DataFrame(colour_bars), cmap="vlag", center=centre,
+                       figsize=(max(6, 0.42 * n + 4), max(5, 0.42 * n + 2)),
+                       dendrogram_ratio=(0.12, 0.12), cbar_pos=(0.02, 0.85, 0.03, 0.12))
+    g.ax_heatmap.set_xlabel("")
+    g.ax_heatmap.set_ylabel("")
+    g.figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                    fontsize=7, frameon=False)
+    if title:
+        g.figure.suptitle(title, y=1.02)
+    return g
+
+
+# ---------------------------------------------------------------------------- settings
+
+def setting_frequencies(model, tokenizer, langs: Sequence[str],
+                        settings: Mapping[str, tuple], *, max_tokens: int | None,
+                        model_name: str | None = None) -> dict[str, np.ndarray]:
+    """Frequencies ``[n_lang, L, E]`` of several (partition, rule) settings, through the cache.
+
+    Args:
+        model, tokenizer: The model (see :func:`babel.models.load_model`).
+        langs: Languages (same order in every setting).
+        settings: ``{name: (PartitionConfig, SelectionRule)}``.
+        max_tokens: Profiling budget per language.
+        model_name: Name for the cache (default: the model's).
+
+    Returns:
+        ``{name: frequency}``, plus ``"neurons"``: the ``[n_lang, L, N]`` gate-activation
+        frequencies (``Profile.neuron_frequency``, independent of partition and rule).
+    """
+    from babel.experts import get_partition
+    from babel.profiling import ProfileConfig, frequency_tensor, profile_languages
+
+    out: dict[str, np.ndarray] = {}
+    profiles = {}
+    for name, (pcfg, rule) in settings.items():
+        part = get_partition(model, pcfg, model_name=model_name)
+        profiles = profile_languages(model, tokenizer, part, langs,
+                                     ProfileConfig(rule=rule, max_tokens=max_tokens),
+                                     model_name=model_name, progress=False)
+        out[name] = frequency_tensor(profiles)[1]
+    if profiles:
+        out["neurons"] = np.stack([profiles[lang].neuron_frequency for lang in langs])
+    return out
