@@ -4,8 +4,8 @@
 no ``distance()`` function (URIEL's precomputed distances arrived later and are not on PyPI),
 and its module imports ``pkg_resources``, which setuptools >= 81 no longer ships, so
 ``import lang2vec.lang2vec`` fails in this environment. Its *data* ships inside the wheel
-(``lang2vec/data/*.npz``): it is read here directly through ``importlib.resources``; nothing
-is downloaded. The distances follow URIEL's descriptions (Littell et al. 2017), computed
+(``lang2vec/data/*.npz``): it is read here directly (located through the installed
+distribution); nothing is downloaded. The distances follow URIEL's descriptions (Littell et al. 2017), computed
 here from the shipped vectors, so they are close to but not guaranteed identical with
 lang2vec's later ``distance()``:
 
@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.resources
+import importlib.metadata
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -44,13 +45,22 @@ _KNN = {"syntactic": "S_", "phonological": "P_", "inventory": "INV_"}
 
 @functools.lru_cache(maxsize=4)
 def _uriel(name: str) -> dict[str, np.ndarray]:
-    """One of lang2vec's shipped data files (``family_features``, ``geocoord_features``, ...)."""
+    """One of lang2vec's shipped data files (``family_features``, ``geocoord_features``, ...).
+
+    Located through the installed distribution's metadata, not by importing ``lang2vec``
+    (its module fails to import, and the wheel also installs a ``lang2vec.py`` script that
+    shadows the package when ``bin/`` is first on ``sys.path``).
+    """
     try:
-        folder = importlib.resources.files("lang2vec") / "data"
-    except ModuleNotFoundError as err:
+        dist = importlib.metadata.distribution("lang2vec")
+    except importlib.metadata.PackageNotFoundError as err:
         raise ModuleNotFoundError("lang2vec is not installed: pip install lang2vec "
                                   "(its data ships in the wheel)") from err
-    with importlib.resources.as_file(folder / f"{name}.npz") as path, np.load(path) as z:
+    path = Path(dist.locate_file(f"lang2vec/data/{name}.npz"))
+    if not path.is_file():
+        raise FileNotFoundError(f"lang2vec's data file {path} is missing: reinstall lang2vec "
+                                f"(pip install --force-reinstall lang2vec)")
+    with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
 

@@ -152,6 +152,71 @@ def evaluation_chunks(tokenizer, lang: str, *, seq_len: int = 128, max_tokens: i
                        max_tokens=max_tokens)
 
 
+def masked_perplexity(model: nn.Module, chunks: TokenChunks, keep_neurons=None, *,
+                      batch_size: int = 8, positions_per_slice: int = 256,
+                      bos_id: int | None = None) -> Perplexity:
+    """:func:`perplexity` of the dense model with the neurons outside ``keep_neurons`` zeroed."""
+    from babel.ffn import mask_neurons
+
+    if keep_neurons is None:
+        return perplexity(model, chunks, batch_size=batch_size,
+                          positions_per_slice=positions_per_slice, bos_id=bos_id)
+    keep = torch.as_tensor(np.asarray(keep_neurons, dtype=bool))
+    with mask_neurons(model, keep):
+        hidden = body_hidden(model, chunks.input_ids, chunks.attention_mask,
+                             batch_size=batch_size)
+    return head_nll(model, hidden, chunks.input_ids, chunks.attention_mask, bos_id=bos_id,
+                    positions_per_slice=positions_per_slice)
+
+
+class Evaluator:
+    """Perplexity of one model on fixed per-language chunks under neuron masks, memoised.
+
+    ``ev(keep_neurons, lang)`` runs the masked body once per distinct (mask content,
+    language) and the head on its hidden states; a mask met again (the cross-language
+    diagonal, the dense model) is a lookup.
+    """
+
+    def __init__(self, model: nn.Module, chunks: Mapping[str, TokenChunks], *,
+                 batch_size: int = 8, positions_per_slice: int = 256,
+                 bos_id: int | None = None):
+        self.model = model
+        self.chunks = dict(chunks)
+        self.batch_size = batch_size
+        self.positions_per_slice = positions_per_slice
+        self.bos_id = bos_id
+        self.memo: dict[tuple[str, str], Perplexity] = {}
+        self.seconds = 0.0
+        self.runs = 0
+
+    @staticmethod
+    def mask_key(keep_neurons) -> str:
+        if keep_neurons is None:
+            return "dense"
+        import hashlib
+
+        k = np.ascontiguousarray(np.asarray(keep_neurons, dtype=bool))
+        return hashlib.sha1(np.packbits(k).tobytes() + str(k.shape).encode()).hexdigest()
+
+    def __call__(self, keep_neurons, lang: str) -> Perplexity:
+        if lang not in self.chunks:
+            raise KeyError(f"no evaluation chunks for {lang!r}: the evaluator has "
+                           f"{sorted(self.chunks)}")
+        key = (self.mask_key(keep_neurons), lang)
+        if key not in self.memo:
+            t0 = time.perf_counter()
+            self.memo[key] = masked_perplexity(
+                self.model, self.chunks[lang], keep_neurons, batch_size=self.batch_size,
+                positions_per_slice=self.positions_per_slice, bos_id=self.bos_id)
+            self.seconds += time.perf_counter() - t0
+            self.runs += 1
+        return self.memo[key]
+
+    def rise(self, keep_neurons, lang: str) -> float:
+        """Relative perplexity rise over the dense model: ``ppl / ppl_dense - 1``."""
+        return self(keep_neurons, lang).ppl / self(None, lang).ppl - 1.0
+
+
 # ---------------------------------------------------------------------------- speed
 
 @torch.no_grad()
@@ -203,11 +268,13 @@ def speedups(table: pd.DataFrame, *, dense: str = "dense") -> pd.DataFrame:
 
 
 __all__ = [
+    "Evaluator",
     "Perplexity",
     "body_hidden",
     "evaluation_chunks",
     "head_logits_fn",
     "head_nll",
+    "masked_perplexity",
     "perplexity",
     "speedups",
     "target_mask",

@@ -388,21 +388,40 @@ def zscore(scores: Tensor) -> Tensor:
     return (scores - mean) / std
 
 
+def topk_mask(x: Tensor, k: int) -> Tensor:
+    """Boolean mask of the ``k`` largest entries of each row of ``x`` (last dimension).
+
+    On the CPU a linear-time selection (``numpy.partition``) finds each row's threshold, about
+    3x faster than ``torch.topk`` at the profiling shapes; rows with ties at the threshold
+    (more than ``k`` entries selected) fall back to ``torch.topk``. On a GPU ``torch.topk``.
+    """
+    n = x.shape[-1]
+    if k >= n:
+        return torch.ones_like(x, dtype=torch.bool)
+    if x.is_cuda or x.dtype not in (torch.float32, torch.float64):
+        idx = x.topk(k, dim=-1).indices
+        return torch.zeros_like(x, dtype=torch.bool).scatter_(-1, idx, True)
+    flat = x.reshape(-1, n)
+    arr = flat.detach().numpy()
+    thr = np.partition(arr, n - k, axis=-1)[:, n - k:n - k + 1]
+    mask = torch.from_numpy(arr >= thr)
+    over = (mask.sum(-1) != k).nonzero().flatten()
+    if len(over):
+        idx = flat[over].topk(k, dim=-1).indices
+        mask[over] = torch.zeros(len(over), n, dtype=torch.bool).scatter_(-1, idx, True)
+    return mask.reshape(x.shape)
+
+
 def select(scores: Tensor, rule: SelectionRule) -> Tensor:
     """Boolean selection ``[T, L, E]`` from scores ``[T, L, E]`` under ``rule``."""
     t, n_layers, n_exp = scores.shape
     if rule.kind == "per_layer_topk":
-        k = max(1, round(rule.share * n_exp))
-        idx = scores.topk(k, dim=-1).indices
-        return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, idx, True)
+        return topk_mask(scores, max(1, round(rule.share * n_exp)))
     z = zscore(scores.float())
     if rule.kind == "z_threshold":
         return z > rule.z
-    flat = z.reshape(t, n_layers * n_exp)
     k = max(1, round(rule.share * n_layers * n_exp))
-    idx = flat.topk(k, dim=-1).indices
-    return torch.zeros_like(flat, dtype=torch.bool).scatter_(-1, idx, True).reshape(
-        t, n_layers, n_exp)
+    return topk_mask(z.reshape(t, n_layers * n_exp), k).reshape(t, n_layers, n_exp)
 
 
 def neuron_mask(expert_mask: Tensor, labels: Tensor) -> Tensor:
@@ -468,6 +487,41 @@ def routed_forward(model: nn.Module, partition: Partition, rule: SelectionRule,
         return model(input_ids=input_ids, attention_mask=attention_mask)
 
 
+@contextlib.contextmanager
+def contiguous_experts(model: nn.Module, partition: Partition) -> Iterator[Partition]:
+    """Reorder ``model``'s neurons *in place* so each expert is a contiguous block; undo on exit.
+
+    Inside the block the model computes the same function (up to summation order in the
+    output projection) and expert ``e`` of every layer is neurons ``e*S:(e+1)*S``, so expert
+    scores are a reshape and a pooled sum. On exit (also on error) the inverse permutation
+    restores every weight bit for bit. Peak extra memory: one layer's FFN weights.
+
+    Yields:
+        The contiguous partition (:func:`contiguous_partition`).
+    """
+    order = partition.order
+    views = ffn_layers(model)
+    done: list[int] = []
+    try:
+        with torch.no_grad():
+            for v in views:
+                _permute_layer(v, torch.as_tensor(order[v.index], dtype=torch.long))
+                done.append(v.index)
+        yield contiguous_partition(partition)
+    finally:
+        with torch.no_grad():
+            for i in done:
+                inv = torch.as_tensor(np.argsort(order[i], kind="stable"), dtype=torch.long)
+                _permute_layer(views[i], inv)
+
+
+def _permute_layer(v: FFNLayer, perm: Tensor) -> None:
+    _permute_out(v.up, perm.to(v.up.weight.device))
+    if v.gate is not None:
+        _permute_out(v.gate, perm.to(v.gate.weight.device))
+    _permute_in(v.down, perm.to(v.down.weight.device))
+
+
 def permuted_copy(model: nn.Module, partition: Partition) -> nn.Module:
     """A deep copy of ``model`` whose neurons are reordered so each expert is contiguous.
 
@@ -481,11 +535,7 @@ def permuted_copy(model: nn.Module, partition: Partition) -> nn.Module:
     order = partition.order
     with torch.no_grad():
         for v in ffn_layers(new):
-            perm = torch.as_tensor(order[v.index], dtype=torch.long)
-            _permute_out(v.up, perm)
-            if v.gate is not None:
-                _permute_out(v.gate, perm)
-            _permute_in(v.down, perm)
+            _permute_layer(v, torch.as_tensor(order[v.index], dtype=torch.long))
     return new
 
 

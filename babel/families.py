@@ -355,6 +355,16 @@ class BootstrapResult:
     samples: np.ndarray
     level: float = 0.95
 
+    @property
+    def bias(self) -> np.ndarray:
+        """``[n, n]`` mean bootstrap similarity minus the point estimate.
+
+        Resampling adds sampling noise to every frequency, which pulls similarities towards
+        0 (attenuation): a strongly negative bias near +-1 warns that the percentile interval
+        may sit beside the point estimate rather than around it (more tokens shrink it).
+        """
+        return self.samples.mean(0) - self.point
+
     def interval(self) -> tuple[np.ndarray, np.ndarray]:
         """Percentile interval ``(low, high)``, each ``[n, n]``."""
         a = (1 - self.level) / 2

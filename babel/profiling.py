@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from babel import paths
 from babel.artifacts import config_dict, read_json, sha256_file, write_json, write_npz
-from babel.experts import Partition, SelectionRule, expert_scores, select
+from babel.experts import Partition, SelectionRule, contiguous_experts, select
 from babel.ffn import body, ffn_layers, trace_ffn
 
 
@@ -131,7 +132,13 @@ def valid_mask(input_ids: Tensor, attention_mask: Tensor, *, bos_id: int | None,
 
 
 class _Tally:
-    """Hooks + accumulators for one profiling run (attached by :func:`profile_chunks`)."""
+    """Hooks + accumulators for one profiling run (attached by :func:`profile_chunks`).
+
+    Runs on a model whose experts are contiguous blocks (:func:`contiguous_experts`), so the
+    score of every expert is one pooled sum over a reshape. Selection only needs scores up to
+    a positive factor per layer (z-scores and top-k are scale invariant), so the pooled *mean*
+    ``Σ|h|/S`` is used. The neuron statistics are mapped back to the original neuron order.
+    """
 
     def __init__(self, model: nn.Module, partition: Partition, rule: SelectionRule):
         self.views = ffn_layers(model)
@@ -142,21 +149,20 @@ class _Tally:
             raise ValueError(f"partition has {n_layers} layers x {n} neurons but the model has "
                              f"{len(self.views)} x {self.views[0].n_neurons}: build the "
                              f"partition for this model")
-        self.order = partition.order_tensor()
-        self.active = torch.zeros(n_layers, n, dtype=torch.float64)
-        self.abs = torch.zeros(n_layers, n, dtype=torch.float64)
+        device = next(model.parameters()).device
+        self.active = torch.zeros(n_layers, n, dtype=torch.float64, device=device)
+        self.abs = torch.zeros(n_layers, n, dtype=torch.float64, device=device)
         self.scores: list[Tensor | None] = [None] * n_layers
         self.validf: Tensor | None = None  # [B*T] float
         self.gate_handles: list = []
 
     def on_h(self, i: int, h: Tensor) -> None:
-        a = h.detach().abs()
-        self.scores[i] = expert_scores(a, self.order[i].to(a.device), self.partition.n_experts)
-        flat = a.reshape(-1, a.shape[-1])
-        self.abs[i] += (self.validf.to(flat.dtype) @ flat).double().cpu()
+        flat = h.detach().reshape(-1, h.shape[-1])
+        a = flat.abs()
+        self.scores[i] = F.avg_pool1d(a.unsqueeze(1), self.partition.expert_size).squeeze(1)
+        self.abs[i] += self.validf.to(a.dtype) @ a
         if self.views[i].kind == "plain":
-            self.active[i] += (self.validf @ (h.reshape(-1, h.shape[-1]) > 0).float()
-                               ).double().cpu()
+            self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
 
     def attach_gates(self) -> None:
         for v in self.views:
@@ -164,8 +170,8 @@ class _Tally:
                 continue
 
             def hook(_m, _a, out: Tensor, i: int = v.index) -> None:
-                pos = (out.reshape(-1, out.shape[-1]) > 0).float()
-                self.active[i] += (self.validf @ pos).double().cpu()
+                flat = out.detach().reshape(-1, out.shape[-1])
+                self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
 
             self.gate_handles.append(v.gate.register_forward_hook(hook))
 
@@ -176,11 +182,25 @@ class _Tally:
 
     def batch_counts(self, valid: Tensor) -> Tensor:
         """``[B, L, E]`` per-chunk selection counts of the last batch."""
-        s = torch.stack(self.scores, dim=-2)  # [B, T, L, E]
-        b, t, n_layers, n_exp = s.shape
-        sel = select(s.reshape(b * t, n_layers, n_exp).float(), self.rule)
-        sel = sel.reshape(b, t, n_layers, n_exp) & valid[:, :, None, None].to(sel.device)
+        b, t = valid.shape
+        s = torch.stack(self.scores, dim=1).float()  # [B*T, L, E]
+        sel = select(s, self.rule).reshape(b, t, *s.shape[1:])
+        sel &= valid[:, :, None, None]
         return sel.sum(1, dtype=torch.int32).cpu()
+
+    def neuron_stats(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(active counts, |h| sums) in the original neuron order."""
+        active = np.zeros(self.active.shape, np.int64)
+        abs_sum = np.zeros(self.abs.shape, np.float64)
+        rows = np.arange(order.shape[0])[:, None]
+        active[rows, order] = self.active.round().cpu().numpy().astype(np.int64)
+        abs_sum[rows, order] = self.abs.cpu().numpy()
+        return active, abs_sum
+
+
+def _positive(x: Tensor) -> Tensor:
+    """0/1 indicator of ``x > 0`` (sign, clamped: cheaper than a comparison and a cast)."""
+    return torch.sign(x).clamp_(min=0)
 
 
 @torch.no_grad()
@@ -188,36 +208,41 @@ def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
                    input_ids: Tensor, attention_mask: Tensor, *, lang: str = "",
                    batch_size: int = 8, bos_id: int | None = None, exclude_bos: bool = True,
                    progress: bool = True) -> Profile:
-    """Profile token chunks ``[C, T]`` (padding marked 0 in ``attention_mask``)."""
+    """Profile token chunks ``[C, T]`` (padding marked 0 in ``attention_mask``).
+
+    The model's neurons are reordered in place into contiguous experts for the duration of
+    the call (restored exactly on exit): see :func:`babel.experts.contiguous_experts`.
+    """
     from tqdm.auto import tqdm
 
-    tally = _Tally(model, partition, rule)
     run = body(model)
     device = next(model.parameters()).device
     chunk_counts, chunk_tokens = [], []
     bar = tqdm(total=int(attention_mask.sum()), unit="tok", desc=f"profile {lang}",
                disable=not progress, leave=False)
-    tally.attach_gates()
-    try:
-        with trace_ffn(model, tally.on_h):
-            for s in range(0, input_ids.shape[0], batch_size):
-                ids = input_ids[s:s + batch_size].to(device)
-                am = attention_mask[s:s + batch_size].to(device)
-                valid = valid_mask(ids, am, bos_id=bos_id, exclude_bos=exclude_bos)
-                tally.validf = valid.reshape(-1).float()
-                run(input_ids=ids, attention_mask=am)
-                chunk_counts.append(tally.batch_counts(valid))
-                chunk_tokens.append(valid.sum(1).cpu())
-                bar.update(int(am.sum()))
-    finally:
-        tally.detach_gates()
-        bar.close()
+    with contiguous_experts(model, partition) as cpart:
+        tally = _Tally(model, cpart, rule)
+        tally.attach_gates()
+        try:
+            with trace_ffn(model, tally.on_h):
+                for s in range(0, input_ids.shape[0], batch_size):
+                    ids = input_ids[s:s + batch_size].to(device)
+                    am = attention_mask[s:s + batch_size].to(device)
+                    valid = valid_mask(ids, am, bos_id=bos_id, exclude_bos=exclude_bos)
+                    tally.validf = valid.reshape(-1).float()
+                    run(input_ids=ids, attention_mask=am)
+                    chunk_counts.append(tally.batch_counts(valid))
+                    chunk_tokens.append(valid.sum(1).cpu())
+                    bar.update(int(am.sum()))
+        finally:
+            tally.detach_gates()
+            bar.close()
     n_layers, n_exp = partition.n_layers, partition.n_experts
     cc = (torch.cat(chunk_counts).numpy() if chunk_counts
           else np.zeros((0, n_layers, n_exp), np.int32))
     ct = torch.cat(chunk_tokens).numpy().astype(np.int64) if chunk_tokens else np.zeros(0, np.int64)
-    return Profile(lang, cc, ct, tally.active.round().numpy().astype(np.int64),
-                   tally.abs.numpy())
+    active, abs_sum = tally.neuron_stats(partition.order)
+    return Profile(lang, cc, ct, active, abs_sum)
 
 
 def _corpus_digest(lang: str, source: str) -> str:

@@ -24,7 +24,9 @@ Design choices (the paper leaves them open):
   most frequent experts are kept. Concentrated layers lose more.
 - **Ties** (many experts share a frequency of 0 at small token budgets) are broken by a
   fixed-seed random order, so no layer or expert index is favoured.
-- **Random baseline:** the same per-layer counts as a frequency mask, random experts, seeded.
+- **Random baselines:** the same per-layer counts as a frequency mask, random experts, seeded
+  (:func:`random_like`: isolates *which* experts are kept); and the naive one, the same
+  number of random experts in every layer (:func:`uniform_random_mask`).
 - **Groups:** ``combine="sum"`` ranks by the summed frequency of the languages (budget exact);
   ``combine="union"`` keeps every expert that any language's own mask keeps (budget ``>= k``).
 """
@@ -211,6 +213,19 @@ def random_keep_mask(counts: Sequence[int] | np.ndarray, n_experts: int, *,
     rnd = np.random.default_rng(seed).random((c.size, n_experts))
     ranks = np.argsort(np.argsort(rnd, axis=1), axis=1)
     return ranks < c[:, None]
+
+
+def uniform_random_mask(n_layers: int, n_experts: int, share: float, *,
+                        seed: int) -> np.ndarray:
+    """Naive random baseline: every layer keeps (nearly) the same number of random experts.
+
+    The counts are the budget :func:`kept_budget` spread evenly (remainders to the first
+    layers), so the total equals a frequency mask's at the same share.
+    """
+    budget = kept_budget(share, n_layers, n_experts)
+    counts = np.full(n_layers, budget // n_layers, dtype=np.int64)
+    counts[: budget % n_layers] += 1
+    return random_keep_mask(counts, n_experts, seed=seed)
 
 
 def random_like(mask: np.ndarray, *, seed: int) -> np.ndarray:
@@ -503,8 +518,8 @@ def flops_per_token(model: nn.Module, *, keep_neurons=None,
     if seq_len is not None:
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
             else model.config
-        heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head")
-        hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd")
+        heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
+        hidden = getattr(cfg, "hidden_size", None) or cfg.n_embd
         head_dim = getattr(cfg, "head_dim", None) or hidden // heads
         other += len(views) * 4 * heads * head_dim * (seq_len + 1) // 2
     head_mod = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -540,4 +555,5 @@ __all__ = [
     "save_pruned",
     "slice_ffn_",
     "theoretical_speedup",
+    "uniform_random_mask",
 ]

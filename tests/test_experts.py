@@ -123,3 +123,33 @@ def test_permuted_copy_is_same_function(tiny_model):
     ra = routed_forward(tiny_model, p, rule, ids).logits
     rb = routed_forward(q, cp, rule, ids).logits
     assert (ra - rb).abs().max() <= 1e-5
+
+
+def test_contiguous_experts_restores_weights_exactly(tiny_model):
+    from babel.experts import contiguous_experts
+
+    p = build_partition(tiny_model, PartitionConfig(n_experts=8))
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    ids = torch.randint(3, 90, (2, 9))
+    with torch.no_grad():
+        dense = tiny_model(input_ids=ids).logits
+    with pytest.raises(RuntimeError), contiguous_experts(tiny_model, p) as cp:
+        assert cp.labels[0, :8].tolist() == [0] * 8
+        with torch.no_grad():
+            inside = tiny_model(input_ids=ids).logits
+        assert (inside - dense).abs().max() <= 1e-5
+        raise RuntimeError("interrupted")
+    for k, v in tiny_model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_topk_mask_matches_torch_topk_and_handles_ties():
+    from babel.experts import topk_mask
+
+    x = torch.randn(40, 50)
+    ref = torch.zeros_like(x, dtype=torch.bool).scatter_(-1, x.topk(7, dim=-1).indices, True)
+    assert torch.equal(topk_mask(x, 7), ref)
+    ties = torch.zeros(3, 10)
+    ties[:, :2] = 1.0
+    m = topk_mask(ties, 4)  # two clear winners, then a 8-way tie for the last two places
+    assert m.sum(-1).eq(4).all() and m[:, :2].all()

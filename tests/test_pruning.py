@@ -25,6 +25,7 @@ from babel.pruning import (
     removal_mask,
     save_pruned,
     theoretical_speedup,
+    uniform_random_mask,
 )
 
 
@@ -84,6 +85,10 @@ def test_random_baseline_same_counts_and_seeded():
     assert (r0.sum(1) == m.sum(1)).all()
     assert np.array_equal(r0, r0b) and not np.array_equal(r0, r1)
     assert (random_keep_mask([0, 3, 16], 16, seed=2).sum(1) == [0, 3, 16]).all()
+    u = uniform_random_mask(6, 16, 0.5, seed=0)
+    assert u.sum() == m.sum() and u.sum(1).max() - u.sum(1).min() <= 1
+    u = uniform_random_mask(6, 16, 0.33, seed=0)
+    assert u.sum() == kept_budget(0.33, 6, 16) and u.sum(1).max() - u.sum(1).min() <= 1
 
 
 def test_group_masks():
