@@ -42,7 +42,7 @@ lab: $(LAB_STAMP)
 
 ## test: install when needed, then run the whole test suite
 test: $(STAMP) $(LAB_STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 ## test-fast: unit tests only (no real model, no notebooks)
 test-fast: $(STAMP)

@@ -59,7 +59,9 @@ causal_language = "fr"
 specific_z = 2.0
 construction_compare = True
 construction_languages = ["en", "zh-Hans", "ar"]
+max_rise = 0.1
 speed_models = ["gemma-3-270m", "smollm2-135m"]
+speed_shares = [0.9, 0.8, 0.7]
 speed_batch = 4
 speed_seq_len = 128
 speed_repeats = 5
@@ -109,7 +111,8 @@ from babel.pruning import (
 model = check_str("model", model)
 languages = check_languages(languages)
 if not isinstance(kept_shares, (list, tuple)) or not kept_shares:
-    raise ValueError(f"kept_shares must be a non-empty list of shares in (0, 1], got {kept_shares!r}")
+    raise ValueError(f"kept_shares must be a non-empty list of shares in (0, 1], got "
+                     f"{kept_shares!r}")
 kept_shares = sorted({check_number("kept_shares", k, low=1e-3, high=1.0) for k in kept_shares},
                      reverse=True)
 if not isinstance(seeds, (list, tuple)) or not seeds:
@@ -129,14 +132,20 @@ cross_language_share = check_number("cross_language_share", cross_language_share
                                     high=1.0)
 causal_language = check_languages([causal_language], name="causal_language")[0]
 if causal_language not in languages:
-    raise ValueError(f"causal_language {causal_language!r} must be one of languages {languages}")
+    raise ValueError(f"causal_language {causal_language!r} must be one of languages "
+                     f"{languages}")
 specific_z = check_number("specific_z", specific_z, low=0.0)
 construction_compare = check_choice("construction_compare", construction_compare, [True, False])
-construction_languages = [c for c in check_languages(construction_languages,
-                                                     name="construction_languages")]
+construction_languages = check_languages(construction_languages, name="construction_languages")
 if construction_compare and not set(construction_languages) <= set(languages):
     raise ValueError(f"construction_languages {construction_languages} must be among languages")
+max_rise = check_number("max_rise", max_rise, low=0.0)
 speed_models = [check_str("speed_models", m) for m in speed_models]
+if not isinstance(speed_shares, (list, tuple)) or not speed_shares:
+    raise ValueError(f"speed_shares must be a non-empty list of shares in (0, 1), got "
+                     f"{speed_shares!r}")
+speed_shares = sorted({check_number("speed_shares", k, low=1e-3, high=0.999)
+                       for k in speed_shares}, reverse=True)
 speed_batch = check_number("speed_batch", speed_batch, kind=int, low=1)
 speed_seq_len = check_number("speed_seq_len", speed_seq_len, kind=int, low=2)
 speed_repeats = check_number("speed_repeats", speed_repeats, kind=int, low=1)
@@ -166,7 +175,7 @@ data_table = pd.DataFrame([{"language": lang, "family": get_language(lang).famil
                             "profiled tokens": profiles[lang].tokens,
                             "evaluation tokens": chunks[lang].n_content_tokens}
                            for lang in languages])
-record("profiled_tokens", {r["language"]: int(r["profiled tokens"]) for _, r in data_table.iterrows()})
+record("profiled_tokens", {lang: profiles[lang].tokens for lang in languages})
 display(data_table)
 
 # %% [markdown]
@@ -185,7 +194,8 @@ alloc = pd.DataFrame({"layer": np.arange(partition.n_layers),
 fig, ax = plt.subplots(figsize=(7, 3.2))
 alloc.plot(x="layer", y=["global", "adaptive"], marker="o", ms=3, ax=ax)
 ax.axhline(k_min, color="grey", lw=0.8, ls="--")
-ax.set(ylabel="share of experts kept", title=f"kept experts per layer, k={k_min}, {lang0} — {model}")
+ax.set(ylabel="share of experts kept",
+       title=f"kept experts per layer, k={k_min}, {lang0} — {model}")
 fig.tight_layout()
 fig_path = paths.figure_file("pruning-kept-per-layer", model)
 fig_path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +231,8 @@ for lang in languages:
     dense = ev(None, lang)
     for k in kept_shares:
         masks = ([("dense", None, None)] if k == 1.0 else
-                 [(n, s, neuron_keep_mask(m, partition)) for n, s, m in expert_masks(freqs[lang], k)])
+                 [(n, s, neuron_keep_mask(m, partition))
+                  for n, s, m in expert_masks(freqs[lang], k)])
         for name, s, nm in masks:
             p = ev(nm, lang)
             rows.append({"language": lang, "k": k, "method": name, "seed": s, "ppl": p.ppl,
@@ -277,7 +288,8 @@ folder = save_pruned(pruned, paths.pruned_model_dir(model, key),
 reloaded = load_pruned(folder)
 ids = chunks[lang0].input_ids[:1, :32]
 with torch.no_grad():
-    reload_diff = float((reloaded(input_ids=ids).logits - pruned(input_ids=ids).logits).abs().max())
+    reload_diff = float((reloaded(input_ids=ids).logits
+                         - pruned(input_ids=ids).logits).abs().max())
 n_dense = sum(p.numel() for p in lm.parameters())
 n_pruned = sum(p.numel() for p in pruned.parameters())
 check = {"ppl_masked": p_masked.ppl, "ppl_sliced": p_sliced.ppl,
@@ -308,7 +320,8 @@ diag_best = {b: bool(own[b].idxmin() == b) for b in languages}
 fam = {x: get_language(x).family for x in languages}
 same = [own.loc[a, b] for a in languages for b in languages if a != b and fam[a] == fam[b]]
 diff = [own.loc[a, b] for a in languages for b in languages if fam[a] != fam[b]]
-cross_summary = {"k": kc, "diagonal_best": diag_best, "n_diagonal_best": sum(diag_best.values()),
+cross_summary = {"k": kc, "diagonal_best": diag_best,
+                 "n_diagonal_best": sum(diag_best.values()),
                  "mean_rise_own": float(np.diag(own.values).mean()),
                  "mean_rise_same_family": float(np.mean(same)) if same else None,
                  "mean_rise_other_family": float(np.mean(diff)) if diff else None,
@@ -347,17 +360,20 @@ if n_spec:
     keep_spec = removal_mask(spec, freqs[causal_language])
     nm_spec = neuron_keep_mask(keep_spec, partition)
     for b in languages:
-        rnd = [ev.rise(neuron_keep_mask(random_like(keep_spec, seed=s), partition), b) for s in seeds]
+        rnd = [ev.rise(neuron_keep_mask(random_like(keep_spec, seed=s), partition), b)
+               for s in seeds]
         causal_rows.append({"language": b, "is_target": b == causal_language,
                             "rise_specific_removed": ev.rise(nm_spec, b),
                             "rise_random_removed": float(np.mean(rnd)),
-                            "rise_random_sd": float(np.std(rnd, ddof=1)) if len(rnd) > 1 else 0.0})
+                            "rise_random_sd": float(np.std(rnd, ddof=1)) if len(rnd) > 1
+                            else 0.0})
 causal = pd.DataFrame(causal_rows)
 if n_spec:
     tgt = causal[causal.is_target].iloc[0]
     others = causal[~causal.is_target]
     causal_summary = {"language": causal_language, "n_specific": n_spec,
-                      "specific_per_language": {x: int(classes.specific[i].sum()) for i, x in enumerate(langs_f)},
+                      "specific_per_language": {x: int(classes.specific[i].sum())
+                                                for i, x in enumerate(langs_f)},
                       "rise_target": float(tgt.rise_specific_removed),
                       "rise_others_mean": float(others.rise_specific_removed.mean()),
                       "rise_target_random": float(tgt.rise_random_removed),
@@ -386,7 +402,7 @@ for name in speed_models:
     batch = chunk_texts([text], m_tok, seq_len=speed_seq_len,
                         max_tokens=speed_batch * (speed_seq_len - 1)).input_ids[:speed_batch]
     models = {"dense": m_dense}
-    for k in pruned_shares:
+    for k in speed_shares:
         if name == model:
             keep = neuron_keep_mask(keep_mask(freqs[lang0], k), partition)
         else:
@@ -408,7 +424,8 @@ for name in speed_models:
                            "measured_body": float(sp.loc[label, "speedup_body"]),
                            "theoretical_end_to_end": th["end_to_end"],
                            "measured_end_to_end": float(sp.loc[label, "speedup_end_to_end"]),
-                           "dense_body_tok_s": float(timing[(timing.model == "dense") & (timing.part == "body")].tokens_per_s.iloc[0])})
+                           "dense_body_tok_s": float(timing.set_index(["model", "part"])
+                                                     .tokens_per_s[("dense", "body")])})
     del models
 speed = pd.DataFrame(speed_rows)
 speed["measured/theoretical body"] = speed.measured_body / speed.theoretical_body
@@ -455,7 +472,8 @@ if construction_compare:
                                "rise": ev.rise(nm_c, lang)})
     construction = pd.DataFrame(c_rows)
     c_table = construction.groupby(["k", "construction"]).rise.median().unstack()
-    record("construction", {f"{k:g}": {c: float(v) for c, v in r.items()} for k, r in c_table.iterrows()})
+    record("construction", {f"{k:g}": {c: float(v) for c, v in r.items()}
+                            for k, r in c_table.iterrows()})
     display((100 * c_table).round(2))
 else:
     print("construction_compare is off")
@@ -494,25 +512,39 @@ lines.append(f"- Per (language, k): frequency (global) has a smaller rise than u
              f"{wins['random (uniform)']} of {n_pairs} and than matched random in "
              f"{wins['random (matched)']} of {n_pairs}; adaptive beats global in "
              f"{adaptive_wins} of {n_pairs}.")
+cs = cross_summary
 lines.append(f"- Cross-language (k = {kc:g}): a language's own mask is the best for "
-             f"{cross_summary['n_diagonal_best']} of {len(languages)} evaluated languages; mean rise "
-             f"own {pct(cross_summary['mean_rise_own'])}, same family "
-             + (pct(cross_summary['mean_rise_same_family']) if cross_summary['mean_rise_same_family'] is not None else "n/a")
-             + f", other family {pct(cross_summary['mean_rise_other_family'])}, summed multilingual mask "
-             f"{pct(cross_summary['mean_rise_summed_mask'])}.")
+             f"{cs['n_diagonal_best']} of {len(languages)} evaluated languages; mean rise own "
+             f"{pct(cs['mean_rise_own'])}, same family {pct(cs['mean_rise_same_family'])}, "
+             f"other family {pct(cs['mean_rise_other_family'])}, summed multilingual mask "
+             f"{pct(cs['mean_rise_summed_mask'])}.")
 if causal_summary["n_specific"]:
     cs = causal_summary
     lines.append(f"- Causal test: removing the {cs['n_specific']} experts specific to "
                  f"{causal_language} raises its perplexity by {pct(cs['rise_target'])} vs "
-                 f"{pct(cs['rise_others_mean'])} on the other languages (random removal of the same "
-                 f"number: {pct(cs['rise_target_random'])} vs {pct(cs['rise_others_random_mean'])}).")
+                 f"{pct(cs['rise_others_mean'])} on the other languages (random removal of the "
+                 f"same number: {pct(cs['rise_target_random'])} vs "
+                 f"{pct(cs['rise_others_random_mean'])}).")
 else:
     lines.append(f"- Causal test: no expert is specific to {causal_language} at z ≥ {specific_z}.")
+ok_k = [k for k in pruned_shares if summary.loc[k, "frequency (global)"] <= max_rise]
+if ok_k:
+    k_ok = min(ok_k)
+    nm_ok = neuron_keep_mask(keep_mask(freqs[lang0], k_ok), partition)
+    th_ok = theoretical_speedup(flops_per_token(lm, seq_len=speed_seq_len),
+                                flops_per_token(lm, keep_neurons=nm_ok, seq_len=speed_seq_len))
+    lines.append(f"- Comparable quality (median rise ≤ {pct(max_rise)}) holds down to k = "
+                 f"{k_ok:g} among {pruned_shares}: theoretical body speedup there "
+                 f"×{th_ok['body']:.2f}, end to end ×{th_ok['end_to_end']:.2f}.")
+else:
+    lines.append(f"- No pruned k in {pruned_shares} keeps the median rise within "
+                 f"{pct(max_rise)} (frequency, global): no speedup comes at comparable quality "
+                 f"here.")
 for _, r in speed.iterrows():
     lines.append(f"- Speed, {r.model}, k = {r.k:g}: body ×{r.measured_body:.2f} measured vs "
-                 f"×{r.theoretical_body:.2f} from FLOPs; end to end ×{r.measured_end_to_end:.2f} vs "
-                 f"×{r.theoretical_end_to_end:.2f} (the FFN is {100 * r.ffn_share_end_to_end:.0f}% of "
-                 f"end-to-end matmul FLOPs).")
+                 f"×{r.theoretical_body:.2f} from FLOPs; end to end ×{r.measured_end_to_end:.2f}"
+                 f" vs ×{r.theoretical_end_to_end:.2f} (the FFN is "
+                 f"{100 * r.ffn_share_end_to_end:.0f}% of end-to-end matmul FLOPs).")
 if len(construction):
     ct = construction.groupby(["k", "construction"]).rise.median().unstack()
     for k, r in ct.iterrows():

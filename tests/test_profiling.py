@@ -115,3 +115,35 @@ def test_classes_on_planted_frequencies():
     assert c.co_activated[0, 0] and c.co_activated.sum() == 9  # 0.2 >= high everywhere else
     assert c.rare[1, 4] and c.rare.sum() == 1
     assert c.specific[2, 1, 2] and c.specific.sum() == 1
+
+
+class _ByteTokenizer:
+    """Bytes mod 90 + 3 as token ids (enough to feed real corpus text to a tiny model)."""
+
+    bos_token_id = 1
+    pad_token_id = 0
+
+    def encode(self, text, add_special_tokens=False):
+        return [3 + b % 90 for b in text.encode("utf-8")]
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [self.encode(t) for t in texts]}
+
+
+def test_cache_reuse_and_only_missing_languages(tiny_llama, monkeypatch):
+    import babel.profiling as prof
+    from babel.profiling import ProfileConfig, profile_languages
+
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
+    cfg = ProfileConfig(max_tokens=64, seq_len=32)
+    calls = []
+    real = prof.profile_chunks
+    monkeypatch.setattr(prof, "profile_chunks", lambda *a, **k: calls.append(k["lang"]) or real(*a, **k))
+    tok = _ByteTokenizer()
+    first = profile_languages(tiny_llama, tok, part, ["en"], cfg, progress=False)
+    both = profile_languages(tiny_llama, tok, part, ["en", "fr"], cfg, progress=False)
+    assert calls == ["en", "fr"]  # en came from the cache the second time
+    assert np.array_equal(first["en"].chunk_counts, both["en"].chunk_counts)
+    other = ProfileConfig(max_tokens=32, seq_len=32)  # another token budget: a new profile
+    profile_languages(tiny_llama, tok, part, ["en"], other, progress=False)
+    assert calls == ["en", "fr", "en"]
