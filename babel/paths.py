@@ -9,8 +9,8 @@ Layout (cookiecutter-data-science style):
 - ``figures/``           figures named by content
 - ``build/``             executed notebooks (gitignored)
 
-``BABEL_CACHE_DIR`` and ``BABEL_MODELS_DIR`` override the two generated folders (tests point
-them at temporary folders). No other module builds a path by hand: each artifact has a
+``BABEL_CACHE_DIR``, ``BABEL_MODELS_DIR`` and ``BABEL_FIGURES_DIR`` override the generated
+folders (tests point the cache and figures at temporary folders). No other module builds a path by hand: each artifact has a
 function here that names it.
 """
 
@@ -95,13 +95,25 @@ def pruned_model_dir(model: str, key: str) -> Path:
 
 
 def results_file(name: str) -> Path:
-    """A table a notebook or benchmark writes (parquet/csv/json) under ``build/results``."""
-    return RESULTS_DIR / name
+    """A table a notebook or benchmark writes (parquet/csv/json) under ``build/results``.
+
+    ``BABEL_RESULTS_DIR`` overrides the folder.
+    """
+    folder = Path(os.environ.get("BABEL_RESULTS_DIR", RESULTS_DIR))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def figures_dir() -> Path:
+    """Folder of figures (``BABEL_FIGURES_DIR`` overrides: tests keep ``figures/`` untouched)."""
+    return Path(os.environ.get("BABEL_FIGURES_DIR", FIGURES_DIR))
 
 
 def figure_file(content: str, model: str, ext: str = "png") -> Path:
     """A figure named by its content and model, e.g. ``lang-dendrogram_gemma-3-270m.png``."""
-    return FIGURES_DIR / f"{slug(content)}_{slug(model)}.{ext}"
+    folder = figures_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{slug(content)}_{slug(model)}.{ext}"
 
 
 def executed_notebook(name: str, params: str) -> Path:

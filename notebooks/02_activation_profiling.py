@@ -92,7 +92,7 @@ summary = pd.DataFrame([{**{k: load_meta(profile_file_for(model, part, cfg, lang
                         for lang in langs]).set_index("language")
 table_path = write_frequency_table(profiles, model=model, path=paths.results_file(f"expert-frequency_{paths.slug(model)}_{part.config.key}_{cfg.key}.parquet"))
 record("tokens_per_language", summary["tokens"].astype(int).to_dict())
-record("frequency_table", str(table_path.relative_to(paths.PROJ_ROOT)))
+record("frequency_table", table_path.name)
 summary
 
 # %% [markdown]
@@ -112,11 +112,14 @@ def heatmap_grid(mats, titles, *, cmap, vmin, vmax, suptitle, label):
     n = len(mats)
     cols = min(6, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 1.9 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 1.9 * rows + 0.8), squeeze=False,
+                             constrained_layout=True)
     for ax, mat, title in zip(axes.flat, mats, titles):
         im = ax.imshow(mat, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_title(title, fontsize=9)
-        ax.set_xticks([]); ax.set_yticks([0, mat.shape[0] - 1])
+        ax.set_xticks([])
+        ax.set_yticks([0, mat.shape[0] - 1])
+        ax.set_ylabel("layer", fontsize=8, labelpad=-4)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.colorbar(im, ax=axes, shrink=0.6, label=label)

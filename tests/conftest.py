@@ -59,8 +59,10 @@ def tiny_gemma():
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Computed artifacts go to a temporary folder; model caches stay shared."""
+    """Computed artifacts, figures and tables go to a temporary folder; model caches stay shared."""
     monkeypatch.setenv("BABEL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BABEL_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.setenv("BABEL_RESULTS_DIR", str(tmp_path / "results"))
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ def test_00_model_check(tmp_path):
     assert rec["n_layers"] == 18 and rec["n_neurons"] == 2048
     fr = next(r for r in rec["continuations"] if r["language"] == "fr")
     assert fr["continuation"].strip()
-    assert (paths.PROJ_ROOT / rec["figure"]).exists()
+    assert (paths.figures_dir() / rec["figure"]).exists()
     assert rec["corpus_languages"] >= 23
     assert 0.0 < rec["mean_share_active"] < 1.0
 
@@ -43,7 +43,7 @@ def test_02_activation_profiling(tmp_path):
     assert set(tokens) == {"en", "fr", "zh-Hans", "ar"} and all(t > 100 for t in tokens.values())
     cls = rec["expert_classes"]
     assert 0 <= cls["co_activated"] <= cls["experts"] and 0 <= cls["rare"] <= cls["experts"]
-    assert (paths.PROJ_ROOT / rec["frequency_table"]).exists()
+    assert paths.results_file(rec["frequency_table"]).exists()
 
 
 def test_string_codes_survive_and_bad_codes_fail(tmp_path):
