@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ov = overrides if args.cmd == "run" else {
                 k: v for k, v in overrides.items() if k in declared_parameters(to_ipynb(name))}
             run_notebook(name, params=args.params, overrides=ov)
-        except Exception as err:  # one line for the user; papermill already kept the copy
+        except Exception as err:  # noqa: BLE001 — one line for the user; the executed copy keeps the traceback
             print(f"error: {name}: {str(err).strip().splitlines()[-1]}", file=sys.stderr)
             return 1
     return 0

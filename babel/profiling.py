@@ -49,7 +49,7 @@ class ProfileConfig:
         exclude_bos: Do not count the BOS position (it is the same token in every language).
     """
 
-    rule: SelectionRule = SelectionRule()
+    rule: SelectionRule = dataclasses.field(default_factory=SelectionRule)
     source: str = "builtin"
     split: str = "profiling"
     seq_len: int = 128

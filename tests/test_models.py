@@ -26,8 +26,8 @@ def test_missing_folder_is_named(tmp_path):
 
 
 def test_local_folder_loads(tmp_path, tiny_llama):
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     tiny_llama.save_pretrained(tmp_path / "m")
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(
@@ -92,7 +92,7 @@ def test_gemma_cache_is_verified_and_rebuilt(gemma, monkeypatch):
 
 @pytest.mark.integration
 def test_smollm2_loads_from_its_package():
-    model, tok = load_model("smollm2-135m")
+    model, _tok = load_model("smollm2-135m")
     views = ffn_layers(model)
     assert len(views) == 30 and views[0].n_neurons == 1536
     assert "smollm2-135m" in EMBEDDED
