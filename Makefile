@@ -8,6 +8,9 @@ PARAMS ?= default
 NB ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
+# torch's OpenMP threads spin while waiting; on a shared 2-core machine that made forward
+# passes 5-8x slower under load. Passive waiting costs nothing measurable when idle.
+export OMP_WAIT_POLICY ?= PASSIVE
 LAB_STAMP := $(LAB_VENV)/.installed
 
 .DEFAULT_GOAL := help

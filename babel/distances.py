@@ -5,9 +5,9 @@ no ``distance()`` function (URIEL's precomputed distances arrived later and are 
 and its module imports ``pkg_resources``, which setuptools >= 81 no longer ships, so
 ``import lang2vec.lang2vec`` fails in this environment. Its *data* ships inside the wheel
 (``lang2vec/data/*.npz``): it is read here directly (located through the installed
-distribution); nothing is downloaded. The distances follow URIEL's descriptions (Littell et al. 2017), computed
-here from the shipped vectors, so they are close to but not guaranteed identical with
-lang2vec's later ``distance()``:
+distribution); nothing is downloaded. The distances follow URIEL's descriptions (Littell et
+al. 2017), computed here from the shipped vectors, so they are close to but not guaranteed
+identical with lang2vec's later ``distance()``:
 
 - ``genetic``: ``1 - |shared Glottolog family nodes| / max(|nodes of a|, |nodes of b|)`` from
   the ``fam`` membership vectors (1 for different top-level families, 0 for the same leaf);

@@ -34,6 +34,7 @@ Input everywhere is a stack of per-language frequency matrices ``freq[n_lang, L,
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
@@ -243,6 +244,7 @@ class PermutationResult:
         n_permutations: P.
         n_within: Same-label pairs counted.
         n_between: Different-label pairs counted.
+        n_arrangements: Distinct groupings the shuffles can produce (:func:`n_arrangements`).
     """
 
     statistic: float
@@ -252,11 +254,36 @@ class PermutationResult:
     n_permutations: int
     n_within: int
     n_between: int
+    n_arrangements: float = math.inf
+
+    @property
+    def p_floor(self) -> float:
+        """The smallest p-value this test can give: few languages allow few arrangements."""
+        return max(1.0 / (1 + self.n_permutations), 1.0 / self.n_arrangements)
 
     @property
     def z(self) -> float:
         """(statistic - null mean) / null std: the effect in units of the null's spread."""
         return (self.statistic - self.null_mean) / self.null_std if self.null_std > 0 else np.nan
+
+
+def n_arrangements(labels: Sequence, strata: Sequence | None = None) -> float:
+    """Distinct groupings of the languages that label shuffles can produce.
+
+    The statistic depends only on which languages share a label, so two shuffles that differ
+    by swapping whole groups of equal size give the same value: per stratum, the count is
+    ``n! / (Π_k c_k! · Π_m g_m!)`` with ``c_k`` the group sizes and ``g_m`` the number of
+    groups of size m. Its inverse is the smallest p-value the test can reach.
+    """
+    codes = _codes(labels)
+    st = np.zeros(len(codes), dtype=int) if strata is None else _codes(strata)
+    log_n = 0.0
+    for s in np.unique(st):
+        counts = np.bincount(codes[st == s])
+        counts = counts[counts > 0]
+        log_n += math.lgamma(counts.sum() + 1) - sum(math.lgamma(c + 1) for c in counts)
+        log_n -= sum(math.lgamma(g + 1) for g in np.bincount(counts))
+    return math.exp(min(log_n, 700.0))
 
 
 def _pair_mask(n: int, strata: np.ndarray | None) -> np.ndarray:
@@ -309,11 +336,14 @@ def permutation_test(sim: np.ndarray, labels: Sequence, *, n_permutations: int =
                                          n_permutations=n_permutations, seed=seed,
                                          strata=strata)
     o, nl = float(obs[0]), null[:, 0]
+    arrangements = n_arrangements(labels, strata)
     if not np.isfinite(o):
-        return PermutationResult(np.nan, np.nan, np.nan, np.nan, n_permutations, nw, nb)
+        return PermutationResult(np.nan, np.nan, np.nan, np.nan, n_permutations, nw, nb,
+                                 arrangements)
     nl = nl[np.isfinite(nl)]
     return PermutationResult(o, float((1 + (nl >= o - 1e-12).sum()) / (1 + n_permutations)),
-                             float(nl.mean()), float(nl.std()), n_permutations, nw, nb)
+                             float(nl.mean()), float(nl.std()), n_permutations, nw, nb,
+                             arrangements)
 
 
 def layer_separation(freq: np.ndarray, labels: Mapping[str, Sequence], *,
@@ -436,8 +466,9 @@ def label_table(sim: np.ndarray, langs: Sequence[str], *,
     """Per labelling: ARI/NMI of the clustering, separation with permutation p-value.
 
     Also the stratified tests: family (and branch) effect among same-script pairs, script
-    effect among same-family pairs (NaN where no pair qualifies), and, when ``boot`` is
-    given, a bootstrap interval of the separation.
+    effect among same-family pairs (NaN where no pair qualifies), the smallest p-value each
+    test can reach with these languages (``p_floor``), and, when ``boot`` is given, a
+    bootstrap interval of the separation (token-sampling noise only: the languages are fixed).
     """
     tree = cluster_tree(sim)
     labels = {f: language_labels(langs, f) for f in fields}
@@ -446,12 +477,14 @@ def label_table(sim: np.ndarray, langs: Sequence[str], *,
         row = {"labelling": f} | agreement(sim, lab, n_permutations=n_permutations, seed=seed,
                                           tree=tree)
         t = permutation_test(sim, lab, n_permutations=n_permutations, seed=seed)
-        row |= {"separation": t.statistic, "z": t.z, "p": t.p_value, "within_pairs": t.n_within}
+        row |= {"separation": t.statistic, "z": t.z, "p": t.p_value, "p_floor": t.p_floor,
+                "within_pairs": t.n_within}
         control = "family" if f == "script" else "script"
         ts = permutation_test(sim, lab, n_permutations=n_permutations, seed=seed,
                               strata=language_labels(langs, control))
         row |= {"controlled_for": control, "separation_controlled": ts.statistic,
-                "p_controlled": ts.p_value, "within_pairs_controlled": ts.n_within}
+                "p_controlled": ts.p_value, "p_controlled_floor": ts.p_floor,
+                "within_pairs_controlled": ts.n_within}
         if boot is not None:
             _, lo, hi = boot.stat_interval(lambda s, lab=lab: separation(s, lab))
             row |= {"separation_low": lo, "separation_high": hi}
@@ -492,7 +525,8 @@ def group_means(sim: np.ndarray, langs: Sequence[str]) -> pd.DataFrame:
     i, j = np.triu_indices(len(langs), 1)
     df = pd.DataFrame({"same_family": fam[i] == fam[j], "same_script": scr[i] == scr[j],
                        "similarity": np.asarray(sim)[i, j]})
-    return df.groupby(["same_family", "same_script"]).similarity.agg(["mean", "count"]).reset_index()
+    grouped = df.groupby(["same_family", "same_script"]).similarity
+    return grouped.agg(["mean", "count"]).reset_index()
 
 
 def robustness_table(settings: Mapping[str, np.ndarray], langs: Sequence[str], *,
@@ -502,7 +536,7 @@ def robustness_table(settings: Mapping[str, np.ndarray], langs: Sequence[str], *
 
     Columns: family and script separation with permutation p-values, ARI against family and
     script, and the controlled p-values (family among same-script pairs, script among
-    same-family pairs).
+    same-family pairs) with the smallest p each controlled test can reach on these languages.
     """
     rows = []
     for name, freq in settings.items():
@@ -515,7 +549,8 @@ def robustness_table(settings: Mapping[str, np.ndarray], langs: Sequence[str], *
         for f in ("family", "script"):
             row |= {f"{f}_separation": table.at[f, "separation"], f"{f}_p": table.at[f, "p"],
                     f"ari_{f}": table.at[f, "ari"],
-                    f"{f}_p_controlled": table.at[f, "p_controlled"]}
+                    f"{f}_p_controlled": table.at[f, "p_controlled"],
+                    f"{f}_p_controlled_floor": table.at[f, "p_controlled_floor"]}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -544,7 +579,7 @@ def clustermap(sim: np.ndarray, langs: Sequence[str], *, title: str = "",
     tree = cluster_tree(sim) if tree is None else tree
     df = pd.DataFrame(sim, index=list(langs), columns=list(langs))
     colour_bars, handles = {}, []
-    for f, cmap in zip(fields, ("tab20", "Set2", "tab10")):
+    for f, cmap in zip(fields, ("tab20", "Set3", "tab10")):
         lab = language_labels(langs, f)
         pal = _palette(lab, cmap)
         colour_bars[f] = pd.Series([pal[v] for v in lab], index=df.index)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -92,6 +93,8 @@ def run_notebook(name: str, *, params: str = "default", overrides: dict[str, Any
         raise ValueError(f"{name} has no parameter(s) {unknown}: its parameters are "
                          f"{sorted(declared)}")
     values = {k: v for k, v in values.items() if k in declared}
+    # the kernel is a new process: passive OpenMP waiting keeps torch fast on a shared machine
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     out = output or paths.executed_notebook(name, params)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

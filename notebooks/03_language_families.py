@@ -46,9 +46,8 @@ share = 0.2
 max_tokens = 3000
 robustness_experts = [32, 64, 128, 256]
 robustness_shares = [0.1, 0.2, 0.4]
-robustness_languages = ["en", "fr", "es", "ru", "hi", "ur", "ar", "he", "fa", "zh-Hans", "ja",
-                        "tr"]
-robustness_max_tokens = 500
+robustness_languages = ["en", "fr", "de", "fi", "tr", "id", "ru", "hi", "ur", "fa", "ar", "he"]
+robustness_max_tokens = 300
 n_permutations = 1000
 n_bootstrap = 200
 
@@ -134,10 +133,10 @@ def jsonable(value):
 
 
 def save(fig, content: str, model: str) -> str:
+    """Save under paths.figure_file; return the file name (the folder may be redirected)."""
     path = paths.figure_file(content, model)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    return str(path.relative_to(paths.PROJ_ROOT))
+    return path.name
 
 
 # %% [markdown]
@@ -208,11 +207,13 @@ record("figures_clustermap", figures)
 # ## Agreement with family and with script
 # ARI / NMI: the tree cut at as many clusters as the labelling has groups (`ari_p`: label
 # shuffles). `separation` = mean same-label minus mean different-label pair similarity, with
-# its permutation p-value and z-score against the shuffles, and a bootstrap interval over
-# token chunks. `separation_controlled` / `p_controlled`: the same test counting only pairs
-# that share the other attribute (family among same-script pairs; script among same-family
-# pairs), labels shuffled within those strata. The 2 x 2 table gives the mean similarity by
-# (same family?, same script?).
+# its permutation p-value (`p_floor`: the smallest p these languages allow) and z-score
+# against the shuffles, and a bootstrap interval over token chunks (`separation_low/high`; it
+# measures token-sampling noise only — the languages themselves are fixed, which is what the
+# permutation test is about). `separation_controlled` / `p_controlled`: the same test
+# counting only pairs that share the other attribute (family among same-script pairs; script
+# among same-family pairs), labels shuffled within those strata. The 2 x 2 table gives the
+# mean similarity by (same family?, same script?).
 
 # %%
 agreement_tables, means = [], []
@@ -246,9 +247,11 @@ agreement.round(4)
 # share an axis.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 3.8), sharey=True,
+                         squeeze=False)
+axes = axes[0]
 layer_tables = {}
-for ax, name in zip(np.atleast_1d(axes), models):
+for ax, name in zip(axes, models):
     ls = layer_separation(runs[name]["freq"], {"family": labels["family"],
                                                "script": labels["script"]},
                           metric=METRIC, n_permutations=n_permutations, seed=seed)
@@ -262,8 +265,8 @@ for ax, name in zip(np.atleast_1d(axes), models):
     record(f"{name}/layer_z", jsonable({lab: list(piv[lab]) for lab in piv.columns}))
     record(f"{name}/layers_script_above_family",
            int((piv["script"] > piv["family"]).sum()) if piv.notna().all().all() else None)
-np.atleast_1d(axes)[0].set_ylabel("separation z (vs label shuffles)")
-np.atleast_1d(axes)[0].legend()
+axes[0].set_ylabel("separation z (vs label shuffles)")
+axes[0].legend()
 fig.tight_layout()
 record("figure_layers", save(fig, "family-script-separation-by-layer", "_vs_".join(models)))
 plt.show()
@@ -362,7 +365,10 @@ overlap.round(3)
 # ## Robustness
 # The main statistics on a cheaper profile (a subset of languages, fewer tokens) of the first
 # model, over the number of experts E, the selection share r, a random partition, and raw
-# neurons (gate-activation frequencies, no experts).
+# neurons (gate-activation frequencies, no experts). The last row is the main profile
+# restricted to the same languages: it separates the effect of the language subset from that
+# of the smaller token budget. `*_p_controlled_floor` is the smallest p-value the controlled
+# test can reach on these languages (few same-script pairs allow few label arrangements).
 
 # %%
 t0 = time.perf_counter()
@@ -380,6 +386,9 @@ if method != "random":
 rob_freqs = setting_frequencies(*loaded[rob_model], robustness_languages, settings,
                                 max_tokens=robustness_max_tokens)
 rob_freqs["neurons (gate > 0)"] = rob_freqs.pop("neurons")
+if set(robustness_languages) <= set(langs):  # the main profiles on the same languages
+    idx = [langs.index(lg) for lg in robustness_languages]
+    rob_freqs[f"main profiles ({max_tokens} tokens)"] = runs[rob_model]["freq"][idx]
 robustness = robustness_table(rob_freqs, robustness_languages, metric=METRIC,
                               n_permutations=n_permutations, seed=seed)
 robustness.insert(0, "model", rob_model)
@@ -411,85 +420,122 @@ side.round(4)
 ALPHA = 0.05
 
 
-def verdict(p) -> str:
+def sig(p) -> bool:
+    return p is not None and bool(np.isfinite(p)) and p < ALPHA
+
+
+def fmt_p(p) -> str:
+    return "n/a" if p is None or not np.isfinite(p) else f"{p:.3g}"
+
+
+def ordinal(x: float) -> str:
+    n = round(x)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def verdict(p, floor) -> str:
     if p is None or not np.isfinite(p):
-        return "not testable here"
-    return "significant" if p < ALPHA else "not significant"
+        return "not testable: no such pair"
+    if p < ALPHA:
+        return "significant"
+    return "not significant" if floor < ALPHA else "not testable with these languages"
 
 
-lines = []
+def effect(row, what: str, control: str) -> str:
+    if not np.isfinite(row.separation):
+        return f"no two languages share a {what} here"
+    text = (f"same-{what} pairs are {row.separation:+.3f} more similar than the rest "
+            f"(p = {fmt_p(row.p)}, {verdict(row.p, row.p_floor)}; ARI {fmt_p(row.ari)})")
+    if not np.isfinite(row.separation_controlled):
+        return text + f"; no same-{control} pairs differ in {what}"
+    return (text + f"; among same-{control} pairs {row.separation_controlled:+.3f} "
+            f"(p = {fmt_p(row.p_controlled)}, "
+            f"{verdict(row.p_controlled, row.p_controlled_floor)})")
+
+
+ag_all = agreement.set_index(["model", "labelling"])
+lines, partial_verdicts, best_predictor = [], {}, {}
 for name in models:
-    ag = agreement.set_index(["model", "labelling"]).loc[name]
-    fam, scr = ag.loc["family"], ag.loc["script"]
-    lines.append(
-        f"**{name}.** Same-family pairs are {fam.separation:+.3f} more similar than "
-        f"different-family pairs (p = {fam.p:.4f}, {verdict(fam.p)}; ARI vs family "
-        f"{fam.ari:.2f}); same-script pairs {scr.separation:+.3f} (p = {scr.p:.4f}, "
-        f"{verdict(scr.p)}; ARI vs script {scr.ari:.2f}). Among same-script pairs the family "
-        f"effect is {verdict(fam.p_controlled)} (p = {fam.p_controlled:.4f}); among same-family "
-        f"pairs the script effect is {verdict(scr.p_controlled)} (p = {scr.p_controlled:.4f}).")
-    if mantel_tables:
-        mt = pd.concat(mantel_tables).query("model == @name")
+    ag = ag_all.loc[name]
+    text = (f"**{name}.** Family: {effect(ag.loc['family'], 'family', 'script')}. "
+            f"Branch: {effect(ag.loc['branch'], 'branch', 'script')}. "
+            f"Script: {effect(ag.loc['script'], 'script', 'family')}.")
+    mt = pd.concat(mantel_tables).query("model == @name") if mantel_tables else pd.DataFrame()
+    if len(mt):
         simple = mt[mt.controlling_for == ""].dropna(subset=["r"])
         best = simple.iloc[0]
+        best_predictor[name] = f"{best.predictor} (r = {best.r:.2f})"
+        text += (f" Of the linguistic distances, **{best.predictor}** matches activation "
+                 f"distance best (Mantel r = {best.r:.2f}, p = {fmt_p(best.p)}).")
         part = mt[mt.controlling_for != ""].set_index("predictor")
-        txt = (f" The linguistic distance that best matches activation distance is "
-               f"**{best.predictor}** (Mantel r = {best.r:.2f}, p = {best.p:.4f}).")
         if {"genetic", "script"} <= set(part.index):
             g, s = part.loc["genetic"], part.loc["script"]
-            txt += (f" Controlling for script, genetic distance keeps r = {g.r:.2f} "
-                    f"(p = {g.p:.4f}); controlling for genetic distance, script keeps "
-                    f"r = {s.r:.2f} (p = {s.p:.4f}).")
-        lines[-1] += txt
-    ctrl = controls.query("model == @name").set_index("pair") if len(controls) else None
-    if ctrl is not None and len(ctrl):
-        parts = [f"{p} at the {r.percentile:.0f}th percentile of all pairs"
-                 for p, r in ctrl.iterrows()]
-        lines[-1] += " Controls: " + "; ".join(parts) + "."
+            if sig(s.p) and (not sig(g.p) or s.r > g.r):
+                partial_verdicts[name] = "script"
+            elif sig(g.p) and (not sig(s.p) or g.r > s.r):
+                partial_verdicts[name] = "genealogy"
+            else:
+                partial_verdicts[name] = "neither"
+            text += (f" Partial Mantel: genetic distance controlling for script "
+                     f"r = {fmt_p(g.r)} (p = {fmt_p(g.p)}); script controlling for genetic "
+                     f"distance r = {fmt_p(s.r)} (p = {fmt_p(s.p)}).")
+    ctrl = controls.query("model == @name").set_index("pair") if len(controls) else []
+    if len(ctrl):
+        text += " Controls (percentile among all pairs): " + "; ".join(
+            f"{p} {ordinal(r.percentile)}" for p, r in ctrl.iterrows()) + "."
         if "sr-Cyrl–sr-Latn" in ctrl.index:
             pct = ctrl.loc["sr-Cyrl–sr-Latn", "percentile"]
-            lines[-1] += (" Identical Serbian text in two scripts is "
-                          + ("still among the most similar pairs, so script alone does not "
-                             "decide the pattern." if pct >= 90 else
-                             "not among the most similar pairs: the script changes the "
-                             "activation pattern even when the content is identical."))
+            text += (" Identical Serbian text in two scripts is "
+                     + ("among the most similar pairs, so a change of script alone does not "
+                        "change the pattern much." if pct >= 90 else
+                        "*not* among the most similar pairs: the script changes the "
+                        "activation pattern even when the content is identical."))
     ov = overlap.query("model == @name")
-    exp = ov.expected_both.sum()
-    enr = ov.both.sum() / exp if exp > 0 else float("nan")
-    lines[-1] += (f" LAPE finds {int(ov.lape.sum())} language-neuron assignments; "
-                  f"{int(ov.both.sum())} fall inside our language-specific experts "
-                  f"({enr:.1f}x the chance overlap).")
+    expected = ov.expected_both.sum()
+    text += (f" LAPE assigns {int(ov.lape.sum())} (neuron, language) pairs; "
+             f"{int(ov.both.sum())} lie inside our language-specific experts"
+             + (f" ({ov.both.sum() / expected:.1f}x chance)." if expected > 0 else "."))
+    lines.append(text)
 
-fam_sig = [m for m in models
-           if agreement.set_index(["model", "labelling"]).loc[(m, "family"), "p"] < ALPHA]
-fam_ctrl = [m for m in models
-            if agreement.set_index(["model", "labelling"]).loc[(m, "family"), "p_controlled"]
-            < ALPHA]
-scr_sig = [m for m in models
-           if agreement.set_index(["model", "labelling"]).loc[(m, "script"), "p"] < ALPHA]
-n_rob = len(robustness)
-n_rob_fam = int((robustness.family_p < ALPHA).sum())
-n_rob_scr = int((robustness.script_p < ALPHA).sum())
-if fam_sig:
-    claim = (f"holds on {', '.join(fam_sig)} (same-family pairs significantly more similar)"
-             + (f", and survives the script control on {', '.join(fam_ctrl)}."
-                if fam_ctrl else ", but in no model does it survive the script control "
-                "(family among same-script pairs), so script can explain it."))
-else:
-    claim = ("does not hold on our models: in no model are same-family pairs significantly "
-             "more similar than different-family pairs"
-             + (f" (although among same-script pairs it is significant on "
-                f"{', '.join(fam_ctrl)})." if fam_ctrl else "."))
+
+def models_where(label: str, col: str) -> list[str]:
+    return [m for m in models if sig(ag_all.loc[(m, label), col])]
+
+
+fam, fam_c = models_where("family", "p"), models_where("family", "p_controlled")
+br, br_c = models_where("branch", "p"), models_where("branch", "p_controlled")
+scr = models_where("script", "p")
+
+
+def on(ms: list[str]) -> str:
+    return ", ".join(ms) if ms else "no model"
+
+
 summary = (
-    "**The paper's claim** that activation patterns follow language families " + claim
-    + f" Script separates languages significantly on {len(scr_sig)} of {len(models)} model(s)"
-    + (f" ({', '.join(scr_sig)})." if scr_sig else ".")
-    + f" Robustness ({rob_model}, {n_rob} settings on {len(robustness_languages)} languages): "
-      f"the family effect is significant in {n_rob_fam} and the script effect in {n_rob_scr}."
+    f"**Do activation patterns follow language families?** Top-level family: significant on "
+    f"{on(fam)}; among same-script pairs on {on(fam_c)}. Branch (genus): significant on "
+    f"{on(br)}; among same-script pairs on {on(br_c)}. Script: significant on {on(scr)}."
 )
+if partial_verdicts:
+    summary += " **Family or script?** By partial Mantel tests, " + "; ".join(
+        f"{m}: " + {"script": "script explains activation distance better than genealogy",
+                    "genealogy": "genealogy explains activation distance better than script",
+                    "neither": "neither clearly dominates"}[v]
+        for m, v in partial_verdicts.items()) + "."
+if best_predictor:
+    summary += (" The single distance that best matches activation distance: "
+                + "; ".join(f"{m}: {v}" for m, v in best_predictor.items()) + ".")
+n_rob = len(robustness)
+summary += (f" Robustness ({rob_model}, {n_rob} settings on {len(robustness_languages)} "
+            f"languages): family significant in {int((robustness.family_p < ALPHA).sum())}, "
+            f"family among same-script pairs in "
+            f"{int((robustness.family_p_controlled < ALPHA).sum())}, script in "
+            f"{int((robustness.script_p < ALPHA).sum())}, script among same-family pairs in "
+            f"{int((robustness.script_p_controlled < ALPHA).sum())}.")
 if len(models) >= 2:
-    summary += (f" The two models' language distances agree with Mantel r = {mm.r:.2f} "
-                f"(p = {mm.p_value:.4f}).")
+    summary += (f" The two models order language pairs alike to Mantel r = {mm.r:.2f} "
+                f"(p = {fmt_p(mm.p_value)}).")
 conclusion = "\n\n".join([summary, *lines])
 record("conclusion", conclusion)
 record("seconds", round(time.perf_counter() - t_start, 1))

@@ -58,6 +58,27 @@ def test_planted_families_are_recovered():
     t = families.permutation_test(sim, groups, n_permutations=1000)
     assert t.statistic > 0.5 and t.p_value < 0.01 and t.z > 5
     assert t.n_within == 3 * 6 and t.n_between == 66 - 18
+    # three groups of 4 (interchangeable): 12! / (4!^3 3!) groupings
+    assert t.n_arrangements == pytest.approx(
+        math.factorial(12) / math.factorial(4) ** 3 / math.factorial(3))
+
+
+def test_p_floor_of_small_strata():
+    # strata {a, a, b} and {a, b}: 3 groupings x 1 (swapping two singletons changes nothing)
+    assert families.n_arrangements(list("aabab"), list("xxxyy")) == pytest.approx(3)
+    # singletons c, d, e are interchangeable: 6! / (3! 3!) = 20 groupings
+    assert families.n_arrangements(list("aaacde")) == pytest.approx(20)
+    sim = np.eye(5)
+    t = families.permutation_test(sim, list("aabab"), strata=list("xxxyy"), n_permutations=500)
+    assert t.p_floor == pytest.approx(1 / 3)
+
+
+def test_p_value_reaches_the_floor():
+    """The most extreme grouping gets p ~ its floor (all equivalent shuffles tie with it)."""
+    sim = np.where(np.equal.outer(list("aaabbc"), list("aaabbc")), 1.0, 0.0)
+    t = families.permutation_test(sim, list("aaabbc"), n_permutations=2000, seed=0)
+    assert t.p_floor == pytest.approx(1 / 60)
+    assert t.p_value == pytest.approx(1 / 60, rel=0.3)
 
 
 def test_unrelated_labels_are_not_significant():
