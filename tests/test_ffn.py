@@ -41,9 +41,8 @@ def test_hook_reads_h_and_detaches(tiny_model):
         tiny_model(input_ids=ids)
     assert sorted(seen) == [0, 1, 2] and seen[0][-1] == 64
     # hooks are gone after the block, even after an exception
-    with pytest.raises(RuntimeError):
-        with trace_ffn(tiny_model, grab):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), trace_ffn(tiny_model, grab):
+        raise RuntimeError("boom")
     for v in ffn_layers(tiny_model):
         assert not v.down._forward_pre_hooks
 
