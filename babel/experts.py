@@ -39,11 +39,11 @@ from babel import paths
 from babel.artifacts import config_dict, read_json, write_json, write_npz
 from babel.ffn import FFNLayer, ffn_layers, trace_ffn
 
-Method = Literal["kmeans", "random", "coactivation"]
+Method = Literal["kmeans", "random", "coactivation", "neurons"]
 Projection = Literal["gate", "up", "gate+up", "in"]
 RuleKind = Literal["cross_layer", "per_layer_topk", "z_threshold"]
 
-METHODS = ("kmeans", "random", "coactivation")
+METHODS = ("kmeans", "random", "coactivation", "neurons")
 PROJECTIONS = ("gate", "up", "gate+up", "in")
 RULES = ("cross_layer", "per_layer_topk", "z_threshold")
 
@@ -58,7 +58,8 @@ class PartitionConfig:
 
     Attributes:
         n_experts: Experts per layer ``E`` (must divide ``N``; the paper: 256).
-        method: ``"kmeans"`` (balanced k-means), ``"random"`` or ``"coactivation"``.
+        method: ``"kmeans"`` (balanced k-means), ``"random"``, ``"coactivation"`` or
+            ``"neurons"`` (one neuron per expert, E = N: neuron-level analysis).
         projection: Weight rows clustered: ``"gate"``, ``"up"``, ``"gate+up"`` or ``"in"``.
         seed: Random seed (k-means initialisation, random partition).
         n_init: k-means restarts per layer.
@@ -317,8 +318,12 @@ def build_partition(model: nn.Module, cfg: PartitionConfig, *, model_name: str =
             raise ValueError("method='coactivation' needs calibration=(input_ids, "
                              "attention_mask): pass chunks of calibration text")
         co = coactivation_features(model, *calibration)
+    if cfg.method == "neurons" and cfg.n_experts != n:
+        raise ValueError(f"method='neurons' means one neuron per expert: set n_experts={n}")
     for v in views:
-        if cfg.method == "random":
+        if cfg.method == "neurons":
+            labels[v.index] = np.arange(n, dtype=np.int32)
+        elif cfg.method == "random":
             labels[v.index] = random_labels(n, cfg.n_experts, seed=cfg.seed + v.index)
         elif cfg.method == "kmeans":
             labels[v.index] = balanced_kmeans(layer_rows(v, cfg.projection), cfg.n_experts,
@@ -360,11 +365,9 @@ def get_partition(model: nn.Module, cfg: PartitionConfig | None = None, *,
 
 def single_neuron_partition(model: nn.Module, *, model_name: str = "model") -> Partition:
     """The trivial partition with one neuron per expert (E = N): neuron-level analysis."""
-    views = ffn_layers(model)
-    n = views[0].n_neurons
-    labels = np.tile(np.arange(n, dtype=np.int32), (len(views), 1))
-    return Partition(PartitionConfig(n_experts=n, method="random"), model_name, labels,
-                     weights_sha256(model))
+    n = ffn_layers(model)[0].n_neurons
+    return build_partition(model, PartitionConfig(n_experts=n, method="neurons"),
+                           model_name=model_name)
 
 
 # ---------------------------------------------------------------------------- scores

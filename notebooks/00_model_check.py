@@ -93,7 +93,7 @@ continuations
 
 # %%
 stats = corpus_stats(tokenizer=tok)
-record("corpus_languages", int(len(stats)))
+record("corpus_languages", len(stats))
 stats
 
 # %% [markdown]
@@ -102,24 +102,27 @@ stats
 # language. It is read by a hook on each gate projection of the transformer body (no output head).
 
 # %%
-active = {}
-handles = []
-for v in views:
-    proj = v.gate if v.kind == "gated" else v.up
-    handles.append(proj.register_forward_hook(
-        lambda m, a, o, i=v.index: active.setdefault(i, []).append(float((o > 0).float().mean()))))
+rows = []
+current: dict[str, str] = {}
+
+
+def count_active(_module, _args, out, layer):
+    rows.append({"layer": layer, "language": current["lang"],
+                 "share_active": float((out > 0).float().mean())})
+
+
+handles = [(v.gate if v.kind == "gated" else v.up).register_forward_hook(
+    lambda m, a, o, i=v.index: count_active(m, a, o, i)) for v in views]
 try:
     for lang in languages:
+        current["lang"] = lang
         for item in load_items(lang, split="evaluation")[:4]:
             with torch.no_grad():
                 body(lm)(**tok(item.text, return_tensors="pt"))
-            for i in active:
-                active[i][-1] = (lang, active[i][-1])
 finally:
     for h in handles:
         h.remove()
-activity = pd.DataFrame([{"layer": i, "language": lang, "share_active": s}
-                         for i, vals in active.items() for lang, s in vals])
+activity = pd.DataFrame(rows)
 table = activity.groupby(["layer", "language"]).share_active.mean().unstack()
 fig, ax = plt.subplots(figsize=(7, 4))
 table.plot(ax=ax, marker="o", ms=3)

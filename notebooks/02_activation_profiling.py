@@ -221,7 +221,7 @@ def redraw(*_):
         out.clear_output(wait=True)
         sel = [np.take_along_axis(mats[i], idx, axis=1)[lo:hi + 1] for i in chosen]
         v = float(np.quantile(np.abs(mats), 0.99))
-        fig = heatmap_grid(sel, [langs[i] for i in chosen], cmap="viridis" if mode_pick.value == "frequency" else "RdBu_r",
+        heatmap_grid(sel, [langs[i] for i in chosen], cmap="viridis" if mode_pick.value == "frequency" else "RdBu_r",
                            vmin=0 if mode_pick.value == "frequency" else -v, vmax=v, label=mode_pick.value,
                            suptitle=f"layers {lo}–{hi}")
         plt.show()

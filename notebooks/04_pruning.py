@@ -198,7 +198,6 @@ ax.set(ylabel="share of experts kept",
        title=f"kept experts per layer, k={k_min}, {lang0} — {model}")
 fig.tight_layout()
 fig_path = paths.figure_file("pruning-kept-per-layer", model)
-fig_path.parent.mkdir(parents=True, exist_ok=True)
 fig.savefig(fig_path, dpi=120)
 display(alloc.round(3).T)
 
@@ -208,7 +207,8 @@ display(alloc.round(3).T)
 # allocation) and two random baselines over seeds: **matched** (the global mask's per-layer
 # counts, random experts: isolates *which* experts are kept) and **uniform** (the same
 # number of random experts in every layer: the naive baseline). The rise is
-# `ppl / ppl_dense − 1`; random rises are averaged over seeds.
+# `ppl / ppl_dense − 1`; random rises are averaged over seeds (the figure's bars show their
+# range over seeds).
 
 # %%
 METHODS_ORDER = ["frequency (global)", "frequency (adaptive)", "random (matched)",
@@ -241,7 +241,7 @@ sweep = pd.DataFrame(rows)
 sweep_seconds = time.perf_counter() - t0
 per_lang = sweep.groupby(["k", "method", "language"]).rise.mean()
 summary = per_lang.groupby(["k", "method"]).median().unstack("method")
-record("sweep", sweep.round(6).to_dict("records"))
+record("sweep", sweep.round(6).astype(object).where(sweep.notna(), None).to_dict("records"))
 record("median_rise", {f"{k:g}": {m: float(v) for m, v in r.items() if pd.notna(v)}
                        for k, r in summary.iterrows()})
 print(f"{ev.runs} evaluations in {sweep_seconds:.0f} s")
@@ -257,7 +257,8 @@ for ax, lang in zip(axes[0], languages, strict=True):
     for m, style in zip(METHODS_ORDER, ["o-", "s--", "^:", "v:"], strict=True):
         g = (d[(d.method == m) | (d.k == 1.0)].assign(ratio=lambda x: 1 + x.rise)
              .groupby("k").ratio)
-        ax.errorbar(g.mean().index, g.mean(), yerr=g.std().fillna(0), fmt=style, ms=3,
+        mean, lo, hi = g.mean(), g.min(), g.max()  # bars: range over seeds
+        ax.errorbar(mean.index, mean, yerr=[mean - lo, hi - mean], fmt=style, ms=3,
                     capsize=2, label=m)
     ax.set(title=lang, xlabel="kept share k", yscale="log")
     ax.invert_xaxis()
@@ -267,7 +268,7 @@ fig.suptitle(f"held-out perplexity vs kept experts — {model}")
 fig.tight_layout()
 fig_path = paths.figure_file("pruning-perplexity-vs-k", model)
 fig.savefig(fig_path, dpi=120)
-record("figure_sweep", str(fig_path.relative_to(paths.PROJ_ROOT)))
+record("figure_sweep", fig_path.name)
 display((100 * summary).round(2))
 
 # %% [markdown]
@@ -304,7 +305,8 @@ display(pd.Series(check))
 # ## Cross-language matrix at one *k*
 # Rows: the language whose frequencies built the mask (global allocation); columns: the
 # language evaluated. Cells: perplexity rise. The last row is a multilingual mask from the
-# summed frequencies of all languages at the same budget.
+# summed frequencies of all languages at the same budget. Pairs are grouped by the language
+# table's family and branch (e.g. Indo-European / Romance).
 
 # %%
 kc = cross_language_share
@@ -318,13 +320,18 @@ for a in languages + ["all (summed)"]:
 own = cross.loc[languages, languages]
 diag_best = {b: bool(own[b].idxmin() == b) for b in languages}
 fam = {x: get_language(x).family for x in languages}
-same = [own.loc[a, b] for a in languages for b in languages if a != b and fam[a] == fam[b]]
-diff = [own.loc[a, b] for a in languages for b in languages if fam[a] != fam[b]]
+branch = {x: get_language(x).branch for x in languages}
+pairs = [(a, b) for a in languages for b in languages if a != b]
+same_branch = [own.loc[a, b] for a, b in pairs if branch[a] == branch[b]]
+same_fam = [own.loc[a, b] for a, b in pairs if fam[a] == fam[b] and branch[a] != branch[b]]
+other_fam = [own.loc[a, b] for a, b in pairs if fam[a] != fam[b]]
 cross_summary = {"k": kc, "diagonal_best": diag_best,
                  "n_diagonal_best": sum(diag_best.values()),
                  "mean_rise_own": float(np.diag(own.values).mean()),
-                 "mean_rise_same_family": float(np.mean(same)) if same else None,
-                 "mean_rise_other_family": float(np.mean(diff)) if diff else None,
+                 "mean_rise_same_branch": float(np.mean(same_branch)) if same_branch else None,
+                 "mean_rise_same_family_other_branch": float(np.mean(same_fam)) if same_fam
+                 else None,
+                 "mean_rise_other_family": float(np.mean(other_fam)) if other_fam else None,
                  "mean_rise_summed_mask": float(cross.loc["all (summed)"].mean())}
 record("cross_matrix", {a: {b: float(v) for b, v in r.items()} for a, r in cross.iterrows()})
 record("cross_summary", cross_summary)
@@ -487,7 +494,14 @@ def pct(x: float | None) -> str:
 
 
 def ratio(x: float, y: float) -> str:
-    return f"{x / y:.2f}×" if y > 0 else "n/a"
+    return f"{x / y:.2g}×" if y > 0 else "n/a"
+
+
+def compare(a: float, b: float, tol: float = 0.05) -> str:
+    """'better' / 'worse' / 'about as good' for rises a vs b (relative tolerance)."""
+    if abs(a - b) <= tol * max(abs(a), abs(b)):
+        return "about as good as"
+    return "better than" if a < b else "worse than"
 
 
 lines = []
@@ -501,8 +515,8 @@ for k in pruned_shares:
         f"uniform; random = mean of {len(seeds)} seeds). Frequency-based (global) "
         + ("beats" if g < min(rm, ru) else "does not beat both")
         + f" random: its rise is {ratio(g, ru)} the uniform-random one and {ratio(g, rm)} "
-        f"the matched-random one. Adaptive per-layer rates are "
-        + ("better" if a < g else "not better") + " than the global ranking.")
+        f"the matched-random one. Adaptive per-layer rates are {compare(a, g)} the global "
+        f"ranking (within 5% counts as equal).")
 freq_g = per_lang.xs("frequency (global)", level="method")
 wins = {m: int((freq_g < per_lang.xs(m, level="method")).sum())
         for m in ("random (matched)", "random (uniform)")}
@@ -515,7 +529,8 @@ lines.append(f"- Per (language, k): frequency (global) has a smaller rise than u
 cs = cross_summary
 lines.append(f"- Cross-language (k = {kc:g}): a language's own mask is the best for "
              f"{cs['n_diagonal_best']} of {len(languages)} evaluated languages; mean rise own "
-             f"{pct(cs['mean_rise_own'])}, same family {pct(cs['mean_rise_same_family'])}, "
+             f"{pct(cs['mean_rise_own'])}, same branch {pct(cs['mean_rise_same_branch'])}, "
+             f"same family but other branch {pct(cs['mean_rise_same_family_other_branch'])}, "
              f"other family {pct(cs['mean_rise_other_family'])}, summed multilingual mask "
              f"{pct(cs['mean_rise_summed_mask'])}.")
 if causal_summary["n_specific"]:
@@ -526,7 +541,8 @@ if causal_summary["n_specific"]:
                  f"same number: {pct(cs['rise_target_random'])} vs "
                  f"{pct(cs['rise_others_random_mean'])}).")
 else:
-    lines.append(f"- Causal test: no expert is specific to {causal_language} at z ≥ {specific_z}.")
+    lines.append(f"- Causal test: no expert is specific to {causal_language} at "
+                 f"z ≥ {specific_z}.")
 ok_k = [k for k in pruned_shares if summary.loc[k, "frequency (global)"] <= max_rise]
 if ok_k:
     k_ok = min(ok_k)

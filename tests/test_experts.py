@@ -153,3 +153,14 @@ def test_topk_mask_matches_torch_topk_and_handles_ties():
     ties[:, :2] = 1.0
     m = topk_mask(ties, 4)  # two clear winners, then a 8-way tie for the last two places
     assert m.sum(-1).eq(4).all() and m[:, :2].all()
+
+
+def test_single_neuron_partition_has_its_own_key(tiny_llama):
+    from babel.experts import single_neuron_partition
+
+    p = single_neuron_partition(tiny_llama)
+    assert p.config.method == "neurons" and p.n_experts == 64 and p.expert_size == 1
+    assert (p.labels == np.arange(64)).all()
+    assert p.config.key != PartitionConfig(n_experts=64, method="random").key
+    with pytest.raises(ValueError, match="n_experts=64"):
+        build_partition(tiny_llama, PartitionConfig(n_experts=8, method="neurons"))

@@ -222,3 +222,50 @@ def test_flops(tiny_llama):
     assert sp["ffn"] > sp["body"] > sp["end_to_end"] > 1
     ctx = flops_per_token(tiny_llama, seq_len=9)
     assert ctx.attention - dense.attention == 3 * 4 * 32 * 5
+
+
+# ---------------------------------------------------------------------------- real model
+
+@pytest.mark.integration
+def test_real_gemma_pruning_equals_masking(gemma):
+    model, tok = gemma
+    keep = _neuron_mask(model, 0.7, seed=5)
+    ids = tok("Le chat dort sur le canapé depuis ce matin.", return_tensors="pt").input_ids
+    pruned = prune_model(model, keep)
+    assert ffn_sizes(model) == [2048] * 18
+    with torch.no_grad():
+        with mask_neurons(model, torch.as_tensor(keep)):
+            ref = model(input_ids=ids).logits
+        out = pruned(input_ids=ids).logits
+    assert (out - ref).abs().max() <= 1e-3 * max(1.0, float(ref.abs().max()))
+    f_dense, f_pruned = flops_per_token(model), flops_per_token(pruned)
+    assert 0.6 < f_dense.ffn / f_dense.body < 0.8  # the FFN is ~70% of gemma's body work
+    assert 0.2 < f_dense.ffn / f_dense.total < 0.3  # ~26% end to end (262k-entry head)
+    assert f_pruned.ffn / f_dense.ffn == pytest.approx(keep.mean(), abs=1e-9)
+
+
+# ---------------------------------------------------------------------------- notebook
+
+@pytest.mark.notebook
+def test_notebook_04_smoke(tmp_path):
+    from babel.notebook import read_records, run_notebook
+
+    out = run_notebook("04_pruning", params="smoke", output=tmp_path / "04.ipynb")
+    rec = read_records(out)
+    sweep = rec["sweep"]
+    langs = {r["language"] for r in sweep}
+    assert len(langs) == 2
+    assert all(r["rise"] == 0.0 for r in sweep if r["method"] == "dense")
+    assert all(r["tokens"] > 0 and np.isfinite(r["ppl"]) for r in sweep)
+    med = rec["median_rise"]["0.6"]
+    assert set(med) == {"frequency (global)", "frequency (adaptive)", "random (matched)",
+                        "random (uniform)"}
+    check = rec["prune_equals_mask"]
+    assert check["abs_diff"] <= 1e-4 * check["ppl_masked"]
+    assert check["reload_max_logit_diff"] <= 1e-4
+    assert check["params_pruned"] < check["params_dense"]
+    assert set(rec["cross_matrix"]) == langs | {"all (summed)"}
+    speed = rec["speed"]
+    assert speed and all(r["theoretical_body"] > r["theoretical_end_to_end"] > 1 for r in speed)
+    assert all(r["measured_body"] > 0 for r in speed)
+    assert rec["conclusion"].startswith("- k = 0.6")
