@@ -95,6 +95,8 @@ def run_notebook(name: str, *, params: str = "default", overrides: dict[str, Any
     values = {k: v for k, v in values.items() if k in declared}
     # the kernel is a new process: passive OpenMP waiting keeps torch fast on a shared machine
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if params != "default":  # smoke/full figures must not overwrite the tracked default ones
+        os.environ.setdefault("BABEL_FIGURES_DIR", str(paths.params_figures_dir(params)))
     out = output or paths.executed_notebook(name, params)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

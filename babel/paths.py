@@ -109,6 +109,11 @@ def figures_dir() -> Path:
     return Path(os.environ.get("BABEL_FIGURES_DIR", FIGURES_DIR))
 
 
+def params_figures_dir(params: str) -> Path:
+    """Where figures of a non-default parameter set go (``build/figures/<params>``)."""
+    return BUILD_DIR / "figures" / slug(params)
+
+
 def figure_file(content: str, model: str, ext: str = "png") -> Path:
     """A figure named by its content and model, e.g. ``lang-dendrogram_gemma-3-270m.png``."""
     folder = figures_dir()
