@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from babel import paths
 from babel.artifacts import config_dict, read_json, write_json, write_npz
-from babel.ffn import FFNLayer, ffn_layers, trace_ffn
+from babel.ffn import FFNLayer, body, ffn_layers, trace_ffn
 
 Method = Literal["kmeans", "random", "coactivation", "neurons"]
 Projection = Literal["gate", "up", "gate+up", "in"]
@@ -277,7 +277,7 @@ def coactivation_features(model: nn.Module, input_ids: Tensor, attention_mask: T
         proj = v.gate if v.kind == "gated" else v.up
         handles.append(proj.register_forward_hook(make(v.index)))
     try:
-        run = ffn_body(model)
+        run = body(model)
         for s in range(0, input_ids.shape[0], batch_size):
             ids, am = input_ids[s:s + batch_size], attention_mask[s:s + batch_size]
             state["valid"] = am.reshape(-1).bool()
@@ -286,13 +286,6 @@ def coactivation_features(model: nn.Module, input_ids: Tensor, attention_mask: T
         for h in handles:
             h.remove()
     return [a.numpy() for a in acc]
-
-
-def ffn_body(model: nn.Module) -> nn.Module:
-    """The transformer body (no output head) to run for activation statistics."""
-    from babel.ffn import body
-
-    return body(model)
 
 
 def build_partition(model: nn.Module, cfg: PartitionConfig, *, model_name: str = "model",

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from babel import paths
-from babel.artifacts import atomic_path, read_json, sha256_file, write_json
+from babel.artifacts import read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,6 @@ __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED",
     "ModelError",
-    "atomic_path",
     "cache_info",
     "embedded_model_path",
     "load_model",

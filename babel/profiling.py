@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from babel import paths
-from babel.artifacts import config_dict, read_json, sha256_file, write_json, write_npz
+from babel.artifacts import atomic_path, config_dict, read_json, sha256_file, write_json, write_npz
 from babel.experts import Partition, SelectionRule, contiguous_experts, select
 from babel.ffn import body, ffn_layers, trace_ffn
 
@@ -325,8 +325,6 @@ def frequency_table(profiles: dict[str, Profile], *, model: str) -> pd.DataFrame
 
 def write_frequency_table(profiles: dict[str, Profile], *, model: str, path: Path) -> Path:
     """Write :func:`frequency_table` as parquet (atomically)."""
-    from babel.artifacts import atomic_path
-
     df = frequency_table(profiles, model=model)
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
@@ -386,13 +384,6 @@ def class_counts(classes: ExpertClasses, langs: Sequence[str]) -> pd.DataFrame:
     for i, lang in enumerate(langs):
         df[f"specific_{lang}"] = classes.specific[i].sum(1)
     return df
-
-
-def profile_summary(profiles: dict[str, Profile]) -> pd.DataFrame:
-    """Per language: tokens, chunks, and the mean selected share."""
-    return pd.DataFrame([{"language": k, "tokens": p.tokens, "chunks": len(p.chunk_tokens),
-                          "mean_frequency": float(p.frequency.mean())}
-                         for k, p in profiles.items()])
 
 
 def load_meta(path: Path) -> dict:
