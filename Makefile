@@ -49,15 +49,15 @@ test: $(STAMP) $(LAB_STAMP)
 
 ## test-fast: unit tests only (no real model, no notebooks)
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not integration and not notebook" $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 ## reproduce: install when needed, then run every notebook headlessly (PARAMS=default|smoke|full)
 reproduce: $(STAMP)
-	$(PY) -m babel.notebook all --params $(PARAMS)
+	$(PY) -m babel reproduce --params $(PARAMS)
 
 ## notebook: run one notebook, e.g. make notebook NB=02_activation_profiling PARAMS=smoke
 notebook: $(STAMP)
-	$(PY) -m babel.notebook run $(NB) --params $(PARAMS)
+	$(PY) -m babel run $(NB) --params $(PARAMS)
 
 ## bench: speed benchmarks (profiling overhead, pruning speedups); prints measured ratios
 bench: $(STAMP)
@@ -66,11 +66,11 @@ bench: $(STAMP)
 
 ## corpus-check: validate the built-in corpus (ids, scripts, lengths, language identification)
 corpus-check: $(STAMP)
-	$(PY) -m babel.corpus_validation
+	$(PY) -m babel.data.validation
 
 ## corpus-stats: items, characters and Gemma-3 tokens per language
 corpus-stats: $(STAMP)
-	$(PY) -m babel.corpus stats --tokenizer gemma-3-270m
+	$(PY) -m babel corpus stats --tokenizer gemma-3-270m
 
 ## lint: ruff
 lint: $(STAMP)

@@ -15,11 +15,13 @@ import time
 import psutil
 import torch
 
-from babel.corpus import chunk_texts, load_items
-from babel.experts import PartitionConfig, SelectionRule, get_partition
-from babel.ffn import body
-from babel.models import load_model
-from babel.profiling import profile_chunks
+from babel.data.chunking import chunk_texts
+from babel.data.corpus import load_items
+from babel.core.config import PartitionConfig, SelectionRule
+from babel.construct.partition import get_partition
+from babel.models.ffn import body
+from babel.models.loading import load_model
+from babel.profile.profiler import profile_chunks
 
 
 def main() -> None:

@@ -24,22 +24,19 @@ import time
 import pandas as pd
 import torch
 
-from babel import paths
-from babel.artifacts import write_json
-from babel.corpus import chunk_texts, load_items
-from babel.evaluation import Evaluator, evaluation_chunks, speedups, throughput
-from babel.experts import PartitionConfig, SelectionRule, get_partition
-from babel.models import load_model
-from babel.profiling import ProfileConfig, profile_languages
-from babel.pruning import (
-    flops_per_token,
-    keep_mask,
-    neuron_keep_mask,
-    prune_model,
-    random_like,
-    theoretical_speedup,
-    uniform_random_mask,
-)
+from babel.core import paths
+from babel.core.artifacts import write_json
+from babel.data.chunking import chunk_texts
+from babel.data.corpus import load_items
+from babel.prune.evaluation import Evaluator, evaluation_chunks, speedups, throughput
+from babel.core.config import PartitionConfig, SelectionRule
+from babel.construct.partition import get_partition
+from babel.models.loading import load_model
+from babel.core.config import ProfileConfig
+from babel.profile.cache import profile_languages
+from babel.prune.flops import flops_per_token, theoretical_speedup
+from babel.prune.masks import keep_mask, neuron_keep_mask, random_like, uniform_random_mask
+from babel.models.surgery import prune_model
 
 MAX_RISE = 0.10
 SPEEDUP_TARGET = 1.3

@@ -30,12 +30,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from babel import paths
-from babel.corpus import corpus_stats, load_items
-from babel.ffn import body, ffn_layers
-from babel.models import load_model
-from babel.notebook import record
-from babel.params import check_languages, check_number, check_str
+from babel.core import paths
+from babel.data.corpus import corpus_stats, load_items
+from babel.models.ffn import body, ffn_layers
+from babel.models.loading import load_model
+from babel.core.notebook import record
+from babel.data.languages import check_languages
+from babel.core.params import check_number, check_str
 
 model = check_str("model", model)
 languages = check_languages(languages)

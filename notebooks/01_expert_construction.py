@@ -53,26 +53,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from babel import paths
-from babel.corpus import chunk_texts, load_items
-from babel.experts import (
-    METHODS,
-    PROJECTIONS,
-    RULES,
-    PartitionConfig,
-    SelectionRule,
-    cohesion,
-    contiguous_partition,
-    expert_scores,
-    get_partition,
-    permuted_copy,
-    routed_forward,
-    select,
-)
-from babel.ffn import trace_ffn
-from babel.models import load_model
-from babel.notebook import record
-from babel.params import check_choice, check_languages, check_number, check_str
+from babel.core import paths
+from babel.data.chunking import chunk_texts
+from babel.data.corpus import load_items
+from babel.core.config import METHODS, PROJECTIONS, RULES, PartitionConfig, SelectionRule
+from babel.construct.partition import cohesion, get_partition
+from babel.construct.routing import contiguous_partition, permuted_copy, routed_forward
+from babel.construct.selection import expert_scores, select
+from babel.models.hooks import trace_ffn
+from babel.models.loading import load_model
+from babel.core.notebook import record
+from babel.core.params import check_choice, check_number, check_str
+from babel.data.languages import check_languages
 
 model = check_str("model", model)
 n_experts = check_number("n_experts", n_experts, kind=int, low=1)

@@ -52,22 +52,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from babel import paths
-from babel.experts import METHODS, PROJECTIONS, RULES, PartitionConfig, SelectionRule, get_partition
-from babel.languages import get_language
-from babel.models import load_model
-from babel.notebook import record
-from babel.params import check_choice, check_languages, check_number, check_str
-from babel.profiling import (
-    ProfileConfig,
-    class_counts,
-    classify_experts,
-    frequency_tensor,
-    load_meta,
-    profile_file_for,
-    profile_languages,
-    write_frequency_table,
-)
+from babel.core import paths
+from babel.core.config import METHODS, PROJECTIONS, RULES, PartitionConfig, SelectionRule
+from babel.construct.partition import get_partition
+from babel.data.languages import get_language
+from babel.models.loading import load_model
+from babel.core.notebook import record
+from babel.core.params import check_choice, check_number, check_str
+from babel.data.languages import check_languages
+from babel.core.config import ProfileConfig
+from babel.profile.classes import class_counts, classify_experts
+from babel.profile.cache import frequency_tensor, load_meta, profile_file_for, profile_languages, write_frequency_table
 
 model = check_str("model", model)
 languages = check_languages(languages)

@@ -60,28 +60,23 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from babel import paths
-from babel.distances import linguistic_distances, mantel, mantel_table, select_languages_matrix
-from babel.experts import METHODS, PROJECTIONS, RULES, PartitionConfig, SelectionRule, get_partition
-from babel.families import (
-    bootstrap_profiles,
-    cluster_tree,
-    clustermap,
-    control_table,
-    group_means,
-    label_table,
-    language_labels,
-    layer_separation,
-    metric_summary,
-    robustness_table,
-    setting_frequencies,
-    similarity,
-)
-from babel.lape import expert_neurons, lape, overlap_table
-from babel.models import EMBEDDED, load_model
-from babel.notebook import record
-from babel.params import ParameterError, check_choice, check_languages, check_number
-from babel.profiling import ProfileConfig, classify_experts, frequency_tensor, profile_languages
+from babel.core import paths
+from babel.families.distances import linguistic_distances, mantel, mantel_table, select_languages_matrix
+from babel.core.config import METHODS, PROJECTIONS, RULES, PartitionConfig, SelectionRule
+from babel.construct.partition import get_partition
+from babel.families.bootstrap import bootstrap_profiles
+from babel.families.stats import cluster_tree, control_table, group_means, label_table, layer_separation
+from babel.figures.families import clustermap
+from babel.families.similarity import language_labels, metric_summary, similarity
+from babel.families.robustness import robustness_table, setting_frequencies
+from babel.families.lape import expert_neurons, lape, overlap_table
+from babel.models.loading import EMBEDDED, load_model
+from babel.core.notebook import record
+from babel.core.params import ParameterError, check_choice, check_number
+from babel.data.languages import check_languages
+from babel.core.config import ProfileConfig
+from babel.profile.classes import classify_experts
+from babel.profile.cache import frequency_tensor, profile_languages
 
 if isinstance(models, str):
     models = [models]

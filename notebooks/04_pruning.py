@@ -75,38 +75,24 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from babel import paths
-from babel.corpus import chunk_texts, load_items
-from babel.evaluation import Evaluator, evaluation_chunks, perplexity, speedups, throughput
-from babel.experts import (
-    METHODS,
-    PROJECTIONS,
-    RULES,
-    PartitionConfig,
-    SelectionRule,
-    get_partition,
-    single_neuron_partition,
-)
-from babel.ffn import ffn_layers
-from babel.languages import get_language
-from babel.models import load_model
-from babel.notebook import record
-from babel.params import check_choice, check_languages, check_number, check_str
-from babel.profiling import ProfileConfig, classify_experts, frequency_tensor, profile_languages
-from babel.pruning import (
-    flops_per_token,
-    group_keep_mask,
-    keep_mask,
-    load_pruned,
-    neuron_keep_mask,
-    prune_model,
-    random_keep_mask,
-    random_like,
-    removal_mask,
-    save_pruned,
-    theoretical_speedup,
-    uniform_random_mask,
-)
+from babel.core import paths
+from babel.data.chunking import chunk_texts
+from babel.data.corpus import load_items
+from babel.prune.evaluation import Evaluator, evaluation_chunks, perplexity, speedups, throughput
+from babel.core.config import METHODS, PROJECTIONS, RULES, PartitionConfig, SelectionRule
+from babel.construct.partition import get_partition, single_neuron_partition
+from babel.models.ffn import ffn_layers
+from babel.data.languages import get_language
+from babel.models.loading import load_model
+from babel.core.notebook import record
+from babel.core.params import check_choice, check_number, check_str
+from babel.data.languages import check_languages
+from babel.core.config import ProfileConfig
+from babel.profile.classes import classify_experts
+from babel.profile.cache import frequency_tensor, profile_languages
+from babel.prune.flops import flops_per_token, theoretical_speedup
+from babel.prune.masks import group_keep_mask, keep_mask, neuron_keep_mask, random_keep_mask, random_like, removal_mask, uniform_random_mask
+from babel.models.surgery import load_pruned, prune_model, save_pruned
 
 model = check_str("model", model)
 languages = check_languages(languages)

@@ -72,6 +72,17 @@ def gemma():
     """The real embedded gemma-3-270m (fp32), loaded once per session."""
     if os.environ.get("BABEL_SKIP_REAL"):
         pytest.skip("BABEL_SKIP_REAL is set")
-    from babel.models import load_model
+    from babel.models.loading import load_model
 
     return load_model("gemma-3-270m")
+
+
+_TIERS = {"integration": "integration", "notebooks": "notebook"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tier markers follow the folder: tests/integration → integration, tests/notebooks → notebook."""
+    for item in items:
+        tier = _TIERS.get(item.path.parent.name)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))

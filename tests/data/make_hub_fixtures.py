@@ -14,7 +14,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from babel import paths
+from babel.core import paths
 
 HUB = paths.TESTS_DATA_DIR / "hub"
 FLORES_SCHEMA = pa.schema(

@@ -1,0 +1,307 @@
+"""Expert construction (MoEfication without changing a weight), expert scores and selection.
+
+Design choices the paper leaves open, taken here (each is a parameter):
+
+- **Which rows are clustered.** Default: the rows of the *gate* projection (for a gated FFN
+  the gate decides whether a neuron fires; MoEfication clusters the input projection of ReLU
+  FFNs, which plays that role). ``"up"``, ``"gate+up"`` (concatenated rows) and ``"in"``
+  (plain FFNs) are available. Rows are L2-normalized, so k-means groups neurons by the
+  *direction* they read.
+- **Balanced k-means.** ``k-means-constrained`` (min-cost-flow assignment with
+  ``size_min = size_max = N/E``) as in MoEfication's code; exact equal sizes, deterministic
+  for a seed. Baselines: a ``random`` equal-size partition, and ``coactivation``
+  clustering (neurons whose gates fire on the same calibration tokens; balanced k-means on
+  the PCA-reduced, L2-normalized co-activation profiles — a cheap stand-in for MoEfication's
+  METIS graph partition).
+- **Score.** ``score[t, e] = Σ_{i in e} |h_i(t)|`` with ``h`` the input of the output
+  projection; one ``index_select`` + reshape + sum per layer (no loop over experts).
+- **Selection.** ``cross_layer`` (the paper's): per token, z-normalize the E scores of each
+  layer over that layer's experts, rank all L·E z-scores together and select the top share
+  ``r``. Also ``per_layer_topk`` (MoEfication: the top share ``r`` of each layer's experts)
+  and ``z_threshold`` (every expert with z > ``z``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from babel.core import paths
+from babel.core.artifacts import config_dict, read_json, write_json, write_npz
+from babel.core.config import PartitionConfig, Projection
+from babel.models.ffn import FFNLayer, body, ffn_layers
+from babel.models.loading import model_name as _name
+
+
+class PartitionMismatch(ValueError):
+    """A saved partition was built from other weights than the model's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Partition:
+    """Expert membership of every neuron, with the settings and weights it was built from.
+
+    Attributes:
+        config: The partition settings.
+        model: Model name.
+        labels: ``[L, N]`` expert id of each neuron.
+        weights_sha256: Hash of the FFN input weights the partition was built from.
+        seconds: Build time.
+    """
+
+    config: PartitionConfig
+    model: str
+    labels: np.ndarray
+    weights_sha256: str
+    seconds: float = 0.0
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.labels.shape[1])
+
+    @property
+    def n_experts(self) -> int:
+        return self.config.n_experts
+
+    @property
+    def expert_size(self) -> int:
+        return self.n_neurons // self.n_experts
+
+    @property
+    def order(self) -> np.ndarray:
+        """``[L, N]`` neuron indices sorted by expert: expert e is ``order[l, e*S:(e+1)*S]``."""
+        return np.argsort(self.labels, axis=1, kind="stable")
+
+    def order_tensor(self, device: torch.device | str | None = None) -> Tensor:
+        """:attr:`order` as a LongTensor (cached per device)."""
+        cache = self.__dict__.setdefault("_order_cache", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = torch.as_tensor(self.order, dtype=torch.long, device=device)
+        return cache[key]
+
+    def labels_tensor(self, device: torch.device | str | None = None) -> Tensor:
+        """:attr:`labels` as a LongTensor (cached per device)."""
+        cache = self.__dict__.setdefault("_labels_cache", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = torch.as_tensor(self.labels, dtype=torch.long, device=device)
+        return cache[key]
+
+    def membership(self, layer: int) -> Tensor:
+        """``[N, E]`` 0/1 membership matrix of one layer (for references and figures)."""
+        m = torch.zeros(self.n_neurons, self.n_experts)
+        m[torch.arange(self.n_neurons), torch.as_tensor(self.labels[layer]).long()] = 1.0
+        return m
+
+    def save(self, folder: Path) -> None:
+        """Write ``partition.npz`` and ``config.json`` (settings + weights hash) atomically."""
+        folder.mkdir(parents=True, exist_ok=True)
+        write_npz(folder / "partition.npz", labels=self.labels.astype(np.int32))
+        write_json(folder / "config.json", {
+            "config": config_dict(self.config), "model": self.model,
+            "weights_sha256": self.weights_sha256, "seconds": self.seconds,
+            "n_layers": self.n_layers, "n_neurons": self.n_neurons,
+        })
+
+    @classmethod
+    def load(cls, folder: Path, *, expect_sha256: str | None = None) -> Partition:
+        """Read a saved partition; refuse it if it was built from other weights."""
+        meta = read_json(folder / "config.json")
+        if expect_sha256 is not None and meta["weights_sha256"] != expect_sha256:
+            raise PartitionMismatch(
+                f"partition in {folder} was built for other weights (sha256 "
+                f"{meta['weights_sha256'][:12]}…, model has {expect_sha256[:12]}…): rebuild it "
+                f"with get_partition(..., rebuild=True) or delete that folder"
+            )
+        with np.load(folder / "partition.npz") as z:
+            labels = z["labels"]
+        return cls(PartitionConfig(**meta["config"]), meta["model"], labels,
+                   meta["weights_sha256"], meta.get("seconds", 0.0))
+
+
+def layer_rows(layer: FFNLayer, projection: Projection) -> np.ndarray:
+    """The weight rows ``[N, d]`` clustered for one layer (fp32 numpy)."""
+    if projection == "gate+up" and layer.kind == "gated":
+        w = torch.cat([layer.in_weight("gate"), layer.in_weight("up")], dim=1)
+    elif projection == "gate+up":
+        w = layer.in_weight("in")
+    else:
+        w = layer.in_weight(projection)
+    return w.detach().float().cpu().numpy()
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """sha256 over every layer's FFN input and output weights (identifies the model)."""
+    h = hashlib.sha256()
+    for v in ffn_layers(model):
+        for w in (v.in_weight("gate"), v.in_weight("up"), v.out_weight()):
+            h.update(w.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_divides(n: int, e: int) -> None:
+    if n % e:
+        divisors = [d for d in (8, 16, 32, 64, 128, 256, 512, 1024) if n % d == 0]
+        raise ValueError(
+            f"n_experts={e} does not divide the {n} neurons per layer: use a divisor such as "
+            f"{divisors}"
+        )
+
+
+def balanced_kmeans(x: np.ndarray, n_clusters: int, *, seed: int, n_init: int = 1,
+                    max_iter: int = 30) -> np.ndarray:
+    """Equal-size k-means labels of the rows of ``x`` (L2-normalized first)."""
+    n = x.shape[0]
+    size = n // n_clusters
+    if n_clusters == 1:
+        return np.zeros(n, dtype=np.int32)
+    if size == 1:
+        return np.arange(n, dtype=np.int32)
+    from k_means_constrained import KMeansConstrained
+
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    km = KMeansConstrained(n_clusters=n_clusters, size_min=size, size_max=size,
+                           random_state=seed, n_init=n_init, max_iter=max_iter)
+    return km.fit_predict(x.astype(np.float64)).astype(np.int32)
+
+
+def random_labels(n: int, n_clusters: int, *, seed: int) -> np.ndarray:
+    """A uniformly random equal-size assignment of ``n`` items to ``n_clusters`` groups."""
+    rng = np.random.default_rng(seed)
+    return (rng.permutation(n) % n_clusters).astype(np.int32)
+
+
+@torch.no_grad()
+def coactivation_features(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
+                          *, batch_size: int = 8) -> list[np.ndarray]:
+    """Per layer, ``[N, N]`` counts of calibration tokens on which two gates both fire."""
+    views = ffn_layers(model)
+    acc = [torch.zeros(v.n_neurons, v.n_neurons, dtype=torch.float64) for v in views]
+    handles = []
+    state: dict[str, Tensor] = {}
+
+    def make(i: int):
+        def hook(_m, _args, out: Tensor) -> None:
+            a = (out > 0).reshape(-1, out.shape[-1])[state["valid"]].to(torch.float32)
+            acc[i] += (a.T @ a).double()
+        return hook
+
+    for v in views:
+        proj = v.gate if v.kind == "gated" else v.up
+        handles.append(proj.register_forward_hook(make(v.index)))
+    try:
+        run = body(model)
+        for s in range(0, input_ids.shape[0], batch_size):
+            ids, am = input_ids[s:s + batch_size], attention_mask[s:s + batch_size]
+            state["valid"] = am.reshape(-1).bool()
+            run(input_ids=ids, attention_mask=am)
+    finally:
+        for h in handles:
+            h.remove()
+    return [a.numpy() for a in acc]
+
+
+def build_partition(model: nn.Module, cfg: PartitionConfig, *, model_name: str = "model",
+                    calibration: tuple[Tensor, Tensor] | None = None) -> Partition:
+    """Split every FFN layer of ``model`` into ``cfg.n_experts`` equal experts.
+
+    Args:
+        model: A causal LM (or its body).
+        cfg: Partition settings.
+        model_name: Recorded beside the partition.
+        calibration: ``(input_ids, attention_mask)`` for ``method="coactivation"``.
+
+    Returns:
+        The partition (weights untouched).
+    """
+    t0 = time.perf_counter()
+    views = ffn_layers(model)
+    n = views[0].n_neurons
+    _check_divides(n, cfg.n_experts)
+    labels = np.zeros((len(views), n), dtype=np.int32)
+    if cfg.method == "coactivation":
+        if calibration is None:
+            raise ValueError("method='coactivation' needs calibration=(input_ids, "
+                             "attention_mask): pass chunks of calibration text")
+        co = coactivation_features(model, *calibration)
+    if cfg.method == "neurons" and cfg.n_experts != n:
+        raise ValueError(f"method='neurons' means one neuron per expert: set n_experts={n}")
+    for v in views:
+        if cfg.method == "neurons":
+            labels[v.index] = np.arange(n, dtype=np.int32)
+        elif cfg.method == "random":
+            labels[v.index] = random_labels(n, cfg.n_experts, seed=cfg.seed + v.index)
+        elif cfg.method == "kmeans":
+            labels[v.index] = balanced_kmeans(layer_rows(v, cfg.projection), cfg.n_experts,
+                                              seed=cfg.seed, n_init=cfg.n_init,
+                                              max_iter=cfg.max_iter)
+        else:
+            c = co[v.index]
+            diag = np.sqrt(np.maximum(np.diag(c), 1.0))
+            prof = c / diag[:, None] / diag[None, :]  # cosine-like co-firing profile
+            prof = prof - prof.mean(0, keepdims=True)
+            u, s, _ = np.linalg.svd(prof, full_matrices=False)
+            feats = u[:, :64] * s[:64]
+            labels[v.index] = balanced_kmeans(feats, cfg.n_experts, seed=cfg.seed,
+                                              n_init=cfg.n_init, max_iter=cfg.max_iter)
+    return Partition(cfg, model_name, labels, weights_sha256(model),
+                     round(time.perf_counter() - t0, 2))
+
+
+def get_partition(model: nn.Module, cfg: PartitionConfig | None = None, *,
+                  model_name: str | None = None, rebuild: bool = False,
+                  calibration: tuple[Tensor, Tensor] | None = None) -> Partition:
+    """The cached partition of ``model`` for ``cfg``; built and saved on first use.
+
+    A cached partition whose weights hash differs from the model's is refused
+    (:class:`PartitionMismatch`) unless ``rebuild=True``.
+    """
+
+    cfg = cfg or PartitionConfig()
+    name = model_name or _name(model)
+    folder = paths.partition_dir(name, cfg.key)
+    sha = weights_sha256(model)
+    if (folder / "config.json").exists() and not rebuild:
+        return Partition.load(folder, expect_sha256=sha)
+    part = build_partition(model, cfg, model_name=name, calibration=calibration)
+    part.save(folder)
+    return part
+
+
+def single_neuron_partition(model: nn.Module, *, model_name: str = "model") -> Partition:
+    """The trivial partition with one neuron per expert (E = N): neuron-level analysis."""
+    n = ffn_layers(model)[0].n_neurons
+    return build_partition(model, PartitionConfig(n_experts=n, method="neurons"),
+                           model_name=model_name)
+
+
+def cohesion(model: nn.Module, partition: Partition, *, projection: Projection = "gate",
+             layers: Sequence[int] | None = None) -> np.ndarray:
+    """Mean within-expert cosine similarity of weight rows, per layer ``[L]``."""
+    views = ffn_layers(model)
+    out = []
+    for v in views if layers is None else [views[i] for i in layers]:
+        x = torch.as_tensor(layer_rows(v, projection))
+        x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        g = x[torch.as_tensor(partition.order[v.index])].reshape(
+            partition.n_experts, partition.expert_size, -1)
+        sim = g @ g.transpose(1, 2)  # [E, S, S]
+        s = partition.expert_size
+        if s == 1:
+            out.append(1.0)
+            continue
+        off = (sim.sum((1, 2)) - sim.diagonal(dim1=1, dim2=2).sum(-1)) / (s * (s - 1))
+        out.append(float(off.mean()))
+    return np.asarray(out)

@@ -1,0 +1,152 @@
+"""Expert construction (MoEfication without changing a weight), expert scores and selection.
+
+Design choices the paper leaves open, taken here (each is a parameter):
+
+- **Which rows are clustered.** Default: the rows of the *gate* projection (for a gated FFN
+  the gate decides whether a neuron fires; MoEfication clusters the input projection of ReLU
+  FFNs, which plays that role). ``"up"``, ``"gate+up"`` (concatenated rows) and ``"in"``
+  (plain FFNs) are available. Rows are L2-normalized, so k-means groups neurons by the
+  *direction* they read.
+- **Balanced k-means.** ``k-means-constrained`` (min-cost-flow assignment with
+  ``size_min = size_max = N/E``) as in MoEfication's code; exact equal sizes, deterministic
+  for a seed. Baselines: a ``random`` equal-size partition, and ``coactivation``
+  clustering (neurons whose gates fire on the same calibration tokens; balanced k-means on
+  the PCA-reduced, L2-normalized co-activation profiles — a cheap stand-in for MoEfication's
+  METIS graph partition).
+- **Score.** ``score[t, e] = Σ_{i in e} |h_i(t)|`` with ``h`` the input of the output
+  projection; one ``index_select`` + reshape + sum per layer (no loop over experts).
+- **Selection.** ``cross_layer`` (the paper's): per token, z-normalize the E scores of each
+  layer over that layer's experts, rank all L·E z-scores together and select the top share
+  ``r``. Also ``per_layer_topk`` (MoEfication: the top share ``r`` of each layer's experts)
+  and ``z_threshold`` (every expert with z > ``z``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from babel.construct.partition import Partition
+from babel.construct.selection import expert_scores, select
+from babel.core.config import SelectionRule
+from babel.models.ffn import ffn_layers
+from babel.models.hooks import trace_ffn
+from babel.models.surgery import _permute_layer
+
+
+def neuron_mask(expert_mask: Tensor, labels: Tensor) -> Tensor:
+    """Expand an expert mask ``[..., E]`` of one layer to its neurons ``[..., N]``."""
+    return expert_mask.index_select(-1, labels)
+
+
+@contextlib.contextmanager
+def route(model: nn.Module, partition: Partition, rule: SelectionRule) -> Iterator[None]:
+    """Run ``model`` as a mixture of experts: per token, keep only the selected experts.
+
+    Layer-local rules (``per_layer_topk``, ``z_threshold``) are applied in one pass, each
+    layer zeroing the neurons of its unselected experts. The cross-layer rule needs every
+    layer's scores first: use :func:`routed_forward`.
+    """
+    if rule.kind == "cross_layer":
+        raise ValueError("the cross_layer rule ranks all layers together: use "
+                         "routed_forward(model, partition, rule, ...) (two passes)")
+    order = partition.order_tensor()
+    labels = partition.labels_tensor()
+
+    def fn(i: int, h: Tensor) -> Tensor:
+        s = expert_scores(h, order[i].to(h.device), partition.n_experts)
+        shp = s.shape
+        m = select(s.reshape(-1, 1, shp[-1]), rule).reshape(shp)
+        return h * neuron_mask(m, labels[i].to(h.device)).to(h.dtype)
+
+    with trace_ffn(model, fn):
+        yield
+
+
+@torch.no_grad()
+def routed_forward(model: nn.Module, partition: Partition, rule: SelectionRule,
+                   input_ids: Tensor, attention_mask: Tensor | None = None):
+    """Forward ``model`` as a mixture of experts under any rule (two passes for cross_layer).
+
+    Pass 1 runs the dense model and records every layer's expert scores; the selection is made
+    from them; pass 2 recomputes with unselected experts' neurons zeroed. With ``share=1`` the
+    output equals the dense model's exactly.
+    """
+    if rule.kind != "cross_layer":
+        with route(model, partition, rule):
+            return model(input_ids=input_ids, attention_mask=attention_mask)
+    order = partition.order_tensor()
+    labels = partition.labels_tensor()
+    scores: dict[int, Tensor] = {}
+
+    def record(i: int, h: Tensor) -> None:
+        scores[i] = expert_scores(h, order[i].to(h.device), partition.n_experts)
+
+    with trace_ffn(model, record):
+        model(input_ids=input_ids, attention_mask=attention_mask)
+    stacked = torch.stack([scores[i] for i in sorted(scores)], dim=-2)  # [B, T, L, E]
+    b, t, n_layers, n_exp = stacked.shape
+    sel = select(stacked.reshape(b * t, n_layers, n_exp), rule).reshape(b, t, n_layers, n_exp)
+
+    def apply(i: int, h: Tensor) -> Tensor:
+        return h * neuron_mask(sel[..., i, :], labels[i].to(h.device)).to(h.dtype)
+
+    with trace_ffn(model, apply):
+        return model(input_ids=input_ids, attention_mask=attention_mask)
+
+
+@contextlib.contextmanager
+def contiguous_experts(model: nn.Module, partition: Partition) -> Iterator[Partition]:
+    """Reorder ``model``'s neurons *in place* so each expert is a contiguous block; undo on exit.
+
+    Inside the block the model computes the same function (up to summation order in the
+    output projection) and expert ``e`` of every layer is neurons ``e*S:(e+1)*S``, so expert
+    scores are a reshape and a pooled sum. On exit (also on error) the inverse permutation
+    restores every weight bit for bit. Peak extra memory: one layer's FFN weights.
+
+    Yields:
+        The contiguous partition (:func:`contiguous_partition`).
+    """
+    order = partition.order
+    views = ffn_layers(model)
+    done: list[int] = []
+    try:
+        with torch.no_grad():
+            for v in views:
+                _permute_layer(v, torch.as_tensor(order[v.index], dtype=torch.long))
+                done.append(v.index)
+        yield contiguous_partition(partition)
+    finally:
+        with torch.no_grad():
+            for i in done:
+                inv = torch.as_tensor(np.argsort(order[i], kind="stable"), dtype=torch.long)
+                _permute_layer(views[i], inv)
+
+
+def permuted_copy(model: nn.Module, partition: Partition) -> nn.Module:
+    """A deep copy of ``model`` whose neurons are reordered so each expert is contiguous.
+
+    Rows of gate/up (or the input projection and its bias) and columns of down are permuted
+    together, which leaves the function unchanged (up to summation order). In the copy,
+    expert ``e`` of every layer is neurons ``e*S:(e+1)*S``.
+    """
+    import copy
+
+    new = copy.deepcopy(model)
+    order = partition.order
+    with torch.no_grad():
+        for v in ffn_layers(new):
+            _permute_layer(v, torch.as_tensor(order[v.index], dtype=torch.long))
+    return new
+
+
+def contiguous_partition(partition: Partition) -> Partition:
+    """The partition of a :func:`permuted_copy`: expert e = neurons ``e*S:(e+1)*S``."""
+    n, e = partition.n_neurons, partition.n_experts
+    labels = np.tile(np.repeat(np.arange(e, dtype=np.int32), n // e), (partition.n_layers, 1))
+    return dataclasses.replace(partition, labels=labels)

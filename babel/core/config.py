@@ -1,0 +1,178 @@
+"""Expert construction (MoEfication without changing a weight), expert scores and selection.
+
+Design choices the paper leaves open, taken here (each is a parameter):
+
+- **Which rows are clustered.** Default: the rows of the *gate* projection (for a gated FFN
+  the gate decides whether a neuron fires; MoEfication clusters the input projection of ReLU
+  FFNs, which plays that role). ``"up"``, ``"gate+up"`` (concatenated rows) and ``"in"``
+  (plain FFNs) are available. Rows are L2-normalized, so k-means groups neurons by the
+  *direction* they read.
+- **Balanced k-means.** ``k-means-constrained`` (min-cost-flow assignment with
+  ``size_min = size_max = N/E``) as in MoEfication's code; exact equal sizes, deterministic
+  for a seed. Baselines: a ``random`` equal-size partition, and ``coactivation``
+  clustering (neurons whose gates fire on the same calibration tokens; balanced k-means on
+  the PCA-reduced, L2-normalized co-activation profiles — a cheap stand-in for MoEfication's
+  METIS graph partition).
+- **Score.** ``score[t, e] = Σ_{i in e} |h_i(t)|`` with ``h`` the input of the output
+  projection; one ``index_select`` + reshape + sum per layer (no loop over experts).
+- **Selection.** ``cross_layer`` (the paper's): per token, z-normalize the E scores of each
+  layer over that layer's experts, rank all L·E z-scores together and select the top share
+  ``r``. Also ``per_layer_topk`` (MoEfication: the top share ``r`` of each layer's experts)
+  and ``z_threshold`` (every expert with z > ``z``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+Method = Literal["kmeans", "random", "coactivation", "neurons"]
+Projection = Literal["gate", "up", "gate+up", "in"]
+RuleKind = Literal["cross_layer", "per_layer_topk", "z_threshold"]
+METHODS = ("kmeans", "random", "coactivation", "neurons")
+PROJECTIONS = ("gate", "up", "gate+up", "in")
+RULES = ("cross_layer", "per_layer_topk", "z_threshold")
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionConfig:
+    """How to split each layer's N neurons into E equal experts.
+
+    Attributes:
+        n_experts: Experts per layer ``E`` (must divide ``N``; the paper: 256).
+        method: ``"kmeans"`` (balanced k-means), ``"random"``, ``"coactivation"`` or
+            ``"neurons"`` (one neuron per expert, E = N: neuron-level analysis).
+        projection: Weight rows clustered: ``"gate"``, ``"up"``, ``"gate+up"`` or ``"in"``.
+        seed: Random seed (k-means initialisation, random partition).
+        n_init: k-means restarts per layer.
+        max_iter: k-means iterations.
+    """
+
+    n_experts: int = 256
+    method: Method = "kmeans"
+    projection: Projection = "gate"
+    seed: int = 0
+    n_init: int = 1
+    max_iter: int = 30
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_experts, int) or self.n_experts < 1:
+            raise ValueError(f"n_experts must be a positive int, got {self.n_experts!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}")
+        if self.n_init < 1 or self.max_iter < 1:
+            raise ValueError("n_init and max_iter must be >= 1")
+
+    @property
+    def key(self) -> str:
+        """A short name for file paths."""
+        return f"{self.method}-E{self.n_experts}-{self.projection}-s{self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionRule:
+    """Which experts count as "highly activated" for a token.
+
+    Attributes:
+        kind: ``"cross_layer"`` (paper), ``"per_layer_topk"`` (MoEfication) or
+            ``"z_threshold"``.
+        share: Selected share ``r`` of all L·E experts (cross_layer) or of each layer's E
+            experts (per_layer_topk).
+        z: z-score threshold (z_threshold).
+    """
+
+    kind: RuleKind = "cross_layer"
+    share: float = 0.2
+    z: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in RULES:
+            raise ValueError(f"rule kind must be one of {RULES}, got {self.kind!r}")
+        if not 0.0 < float(self.share) <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {self.share!r}")
+
+    @property
+    def key(self) -> str:
+        """A short name for file paths."""
+        if self.kind == "z_threshold":
+            return f"z{self.z:g}"
+        return f"{self.kind}-r{self.share:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileConfig:
+    """What text is profiled and how.
+
+    Attributes:
+        rule: The selection rule ("highly activated").
+        source: Corpus source (``"builtin"``, ``"files"``, ``"flores_plus"``, ``"wikipedia"``).
+        split: ``"profiling"`` (default), ``"evaluation"`` or ``"all"``.
+        seq_len: Tokens per chunk (BOS included).
+        batch_size: Chunks per forward pass.
+        max_tokens: Token budget per language (``None``: the whole split).
+        exclude_bos: Do not count the BOS position (it is the same token in every language).
+    """
+
+    rule: SelectionRule = dataclasses.field(default_factory=SelectionRule)
+    source: str = "builtin"
+    split: str = "profiling"
+    seq_len: int = 128
+    batch_size: int = 8
+    max_tokens: int | None = None
+    exclude_bos: bool = True
+
+    def __post_init__(self) -> None:
+        if self.split not in ("profiling", "evaluation", "all"):
+            raise ValueError(f"split must be 'profiling', 'evaluation' or 'all', got "
+                             f"{self.split!r}")
+        if self.seq_len < 2 or self.batch_size < 1:
+            raise ValueError("seq_len must be >= 2 and batch_size >= 1")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be positive or None, got {self.max_tokens!r}")
+
+    @property
+    def key(self) -> str:
+        budget = "all" if self.max_tokens is None else str(self.max_tokens)
+        return (f"{self.rule.key}_{self.source}-{self.split}_L{self.seq_len}_T{budget}"
+                f"_bos{int(not self.exclude_bos)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpertClassSpec:
+    """The one definition of the expert classes, relative to the selection share ``r``.
+
+    With ``f[a, l, e]`` the frequency of expert (l, e) in language a:
+
+    - **co-activated**: ``f >= high_factor * r`` in every language;
+    - **rare**: ``f < low_factor * r`` in every language;
+    - **specific to a**: ``f[a] >= high_factor * r`` and the z-score of ``f[a]`` against the
+      other languages' frequencies ``>= specific_z``.
+
+    ``r`` is the expected frequency under uniform selection, so ``high_factor = 1`` means "at
+    least as often as the average expert". Every notebook and every statistic uses this one
+    spec, taken from the experiment config.
+
+    Attributes:
+        high_factor: "High" frequency as a multiple of ``r``.
+        low_factor: "Rare" frequency as a multiple of ``r`` (below it in every language).
+        specific_z: z-score against the other languages for "specific".
+    """
+
+    high_factor: float = 1.0
+    low_factor: float = 0.25
+    specific_z: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("high_factor", "low_factor", "specific_z"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.low_factor > self.high_factor:
+            raise ValueError(f"low_factor ({self.low_factor}) must not exceed high_factor "
+                             f"({self.high_factor}): a rare expert cannot be highly activated")
+
+    def thresholds(self, share: float) -> tuple[float, float]:
+        """``(high, low)`` frequency thresholds for a selection share ``r``."""
+        return self.high_factor * share, self.low_factor * share

@@ -1,0 +1,101 @@
+"""Do activation patterns follow language families or scripts? Similarities, clusters, tests.
+
+Input everywhere is a stack of per-language frequency matrices ``freq[n_lang, L, E]``
+(:func:`babel.profiling.frequency_tensor`), or any ``[n_lang, ...]`` array (raw neurons:
+``Profile.neuron_frequency``). Design choices the paper leaves open, taken here:
+
+- **Similarity** of two languages = similarity of their flattened frequency vectors (all L·E
+  experts, or one layer's E for per-layer curves). Four metrics:
+
+  - ``"centered"`` (default): cosine after subtracting each expert's mean frequency over the
+    languages analysed, so only how a language *deviates* from the average language counts.
+    Without it the experts every language selects (the shared, always-on structure) dominate
+    and every pair scores close to 1. It depends on the language set: adding languages moves
+    the mean.
+  - ``"cosine"``: cosine of the raw frequencies (shown for contrast).
+  - ``"pearson"``: correlation of the two vectors (each centred over its own experts): removes
+    a language's overall level, keeps the shared profile.
+  - ``"jaccard"``: overlap of the two languages' top-k experts, ``k = top_share`` of the
+    experts compared (all L·E, or E per layer).
+
+- **Clusters**: average linkage (UPGMA, scipy) on ``1 - similarity``, cut at the number of
+  groups of the labelling it is compared with; agreement = adjusted Rand index and NMI
+  (sklearn). The ARI's p-value shuffles the labels (vectorised contingency tables).
+- **Separation** of a labelling: mean similarity of same-label pairs minus mean similarity of
+  different-label pairs (unordered pairs). Its permutation test shuffles labels over
+  languages; with ``strata`` labels are shuffled only within strata and only within-stratum
+  pairs count (family effect among same-script pairs, or script effect among same-family
+  pairs). One-sided p = (1 + #{null >= observed}) / (1 + P).
+- **Bootstrap**: each language's token chunks are resampled with replacement (multinomial
+  chunk weights), frequency = Σ counts / Σ tokens, similarities recomputed; percentile
+  intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from babel.construct.partition import get_partition
+from babel.core.config import ProfileConfig
+from babel.families.similarity import Metric, similarity
+from babel.families.stats import label_table
+from babel.profile.cache import frequency_tensor, profile_languages
+
+
+def robustness_table(settings: Mapping[str, np.ndarray], langs: Sequence[str], *,
+                     metric: Metric = "centered", n_permutations: int = 1000,
+                     seed: int = 0) -> pd.DataFrame:
+    """The main statistics for each setting ``{name: frequency [n_lang, ...]}``.
+
+    Columns: family and script separation with permutation p-values, ARI against family and
+    script, and the controlled p-values (family among same-script pairs, script among
+    same-family pairs) with the smallest p each controlled test can reach on these languages.
+    """
+    rows = []
+    for name, freq in settings.items():
+        if freq.shape[0] != len(langs):
+            raise ValueError(f"setting {name!r} has {freq.shape[0]} languages, expected "
+                             f"{len(langs)}: stack the same languages in every setting")
+        table = label_table(similarity(freq, metric=metric), langs, fields=("family", "script"),
+                            n_permutations=n_permutations, seed=seed).set_index("labelling")
+        row: dict = {"setting": name, "features": int(np.prod(freq.shape[1:]))}
+        for f in ("family", "script"):
+            row |= {f"{f}_separation": table.at[f, "separation"], f"{f}_p": table.at[f, "p"],
+                    f"ari_{f}": table.at[f, "ari"],
+                    f"{f}_p_controlled": table.at[f, "p_controlled"],
+                    f"{f}_p_controlled_floor": table.at[f, "p_controlled_floor"]}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def setting_frequencies(model, tokenizer, langs: Sequence[str],
+                        settings: Mapping[str, tuple], *, max_tokens: int | None,
+                        model_name: str | None = None) -> dict[str, np.ndarray]:
+    """Frequencies ``[n_lang, L, E]`` of several (partition, rule) settings, through the cache.
+
+    Args:
+        model, tokenizer: The model (see :func:`babel.models.load_model`).
+        langs: Languages (same order in every setting).
+        settings: ``{name: (PartitionConfig, SelectionRule)}``.
+        max_tokens: Profiling budget per language.
+        model_name: Name for the cache (default: the model's).
+
+    Returns:
+        ``{name: frequency}``, plus ``"neurons"``: the ``[n_lang, L, N]`` gate-activation
+        frequencies (``Profile.neuron_frequency``, independent of partition and rule).
+    """
+
+    out: dict[str, np.ndarray] = {}
+    profiles = {}
+    for name, (pcfg, rule) in settings.items():
+        part = get_partition(model, pcfg, model_name=model_name)
+        profiles = profile_languages(model, tokenizer, part, langs,
+                                     ProfileConfig(rule=rule, max_tokens=max_tokens),
+                                     model_name=model_name, progress=False)
+        out[name] = frequency_tensor(profiles)[1]
+    if profiles:
+        out["neurons"] = np.stack([profiles[lang].neuron_frequency for lang in langs])
+    return out

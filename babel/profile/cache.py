@@ -1,0 +1,125 @@
+"""Per-language expert activation frequencies: streamed through the body, counted, cached.
+
+For each batch of token chunks, hooks on every FFN compute the expert scores (and per-neuron
+statistics) on the fly; after the batch, the selection rule picks the highly activated
+experts of each token and only **counts** are kept:
+
+- ``chunk_counts`` ``[C, L, E]``: per chunk, how many of its tokens selected each expert
+  (chunks allow bootstrap intervals later; their sum is the language's counts);
+- ``chunk_tokens`` ``[C]``: counted tokens per chunk (padding never counts; BOS optional);
+- ``neuron_active`` ``[L, N]``: tokens on which ``act(gate·x) > 0`` (LAPE's "active";
+  ``h > 0`` for plain FFNs) — for GELU/SiLU/ReLU gates this is ``gate·x > 0``;
+- ``neuron_abs`` ``[L, N]``: the sum of ``|h|``.
+
+
+Frequency = counts / tokens. Counts are additive over disjoint token sets. Memory is bounded
+by one batch. Only the transformer body runs (no output head).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from babel.construct.partition import Partition
+from babel.core import paths
+from babel.core.artifacts import atomic_path, config_dict, read_json, sha256_file
+from babel.core.config import ProfileConfig
+from babel.data.chunking import chunk_texts
+from babel.data.corpus import SPLIT_RULE, load_items
+from babel.models.loading import model_name as _name
+from babel.profile.profiler import Profile, profile_chunks
+
+
+def _corpus_digest(lang: str, source: str) -> str:
+
+    if source == "builtin":
+        return f"{sha256_file(paths.corpus_file(lang))[:16]}-{SPLIT_RULE}"
+    return f"{source}-{SPLIT_RULE}"
+
+
+def language_chunks(tokenizer, lang: str, cfg: ProfileConfig):
+    """The token chunks of one language under ``cfg`` (from :mod:`babel.corpus`)."""
+
+    items = load_items(lang, source=cfg.source, split=cfg.split)
+    return chunk_texts([it.text for it in items], tokenizer, seq_len=cfg.seq_len,
+                       max_tokens=cfg.max_tokens)
+
+
+def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: str,
+                     cfg: ProfileConfig, *, model_name: str | None = None,
+                     refresh: bool = False, progress: bool = True) -> Profile:
+    """The cached profile of one language; computed (and saved) when missing or stale."""
+
+    name = model_name or _name(model)
+    path = profile_file_for(name, partition, cfg, lang)
+    meta = {"model": name, "lang": lang, "config": config_dict(cfg),
+            "partition": config_dict(partition.config),
+            "partition_weights_sha256": partition.weights_sha256,
+            "corpus": _corpus_digest(lang, cfg.source)}
+    if path.exists() and not refresh:
+        saved = read_json(path.with_suffix(".json"))
+        if all(saved.get(k) == v for k, v in meta.items()):
+            return Profile.load(path, lang)
+    chunks = language_chunks(tokenizer, lang, cfg)
+    t0 = time.perf_counter()
+    prof = profile_chunks(model, partition, cfg.rule, chunks.input_ids, chunks.attention_mask,
+                          lang=lang, batch_size=cfg.batch_size, bos_id=tokenizer.bos_token_id,
+                          exclude_bos=cfg.exclude_bos, progress=progress)
+    secs = time.perf_counter() - t0
+    meta |= {"tokens": prof.tokens, "seconds": round(secs, 2),
+             "tokens_per_second": round(int(chunks.attention_mask.sum()) / max(secs, 1e-9), 1)}
+    prof.save(path, meta)
+    return prof
+
+
+def profile_file_for(model_name: str, partition: Partition, cfg: ProfileConfig,
+                     lang: str) -> Path:
+    """Where the profile of ``lang`` under (model, partition, cfg) is cached."""
+    return paths.profile_file(model_name, f"{partition.config.key}_{cfg.key}", lang)
+
+
+def profile_languages(model: nn.Module, tokenizer, partition: Partition,
+                      langs: Iterable[str], cfg: ProfileConfig, **kw) -> dict[str, Profile]:
+    """Profiles of several languages; only the missing ones are computed."""
+    return {lang: profile_language(model, tokenizer, partition, lang, cfg, **kw)
+            for lang in langs}
+
+
+def frequency_tensor(profiles: dict[str, Profile]) -> tuple[list[str], np.ndarray]:
+    """Languages and their stacked frequency matrices ``[n_lang, L, E]``."""
+    langs = list(profiles)
+    return langs, np.stack([profiles[lang].frequency for lang in langs])
+
+
+def frequency_table(profiles: dict[str, Profile], *, model: str) -> pd.DataFrame:
+    """Tidy table: model, language, layer, expert, frequency, count, tokens."""
+    frames = []
+    for lang, p in profiles.items():
+        n_layers, n_exp = p.counts.shape
+        layer, expert = np.meshgrid(np.arange(n_layers), np.arange(n_exp), indexing="ij")
+        frames.append(pd.DataFrame({
+            "model": model, "language": lang, "layer": layer.ravel(),
+            "expert": expert.ravel(), "frequency": p.frequency.ravel(),
+            "count": p.counts.ravel(), "tokens": p.tokens,
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_frequency_table(profiles: dict[str, Profile], *, model: str, path: Path) -> Path:
+    """Write :func:`frequency_table` as parquet (atomically)."""
+    df = frequency_table(profiles, model=model)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return path
+
+
+def load_meta(path: Path) -> dict:
+    """The settings saved beside a profile."""
+    return json.loads(path.with_suffix(".json").read_text())

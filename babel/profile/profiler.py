@@ -1,0 +1,207 @@
+"""Per-language expert activation frequencies: streamed through the body, counted, cached.
+
+For each batch of token chunks, hooks on every FFN compute the expert scores (and per-neuron
+statistics) on the fly; after the batch, the selection rule picks the highly activated
+experts of each token and only **counts** are kept:
+
+- ``chunk_counts`` ``[C, L, E]``: per chunk, how many of its tokens selected each expert
+  (chunks allow bootstrap intervals later; their sum is the language's counts);
+- ``chunk_tokens`` ``[C]``: counted tokens per chunk (padding never counts; BOS optional);
+- ``neuron_active`` ``[L, N]``: tokens on which ``act(gate·x) > 0`` (LAPE's "active";
+  ``h > 0`` for plain FFNs) — for GELU/SiLU/ReLU gates this is ``gate·x > 0``;
+- ``neuron_abs`` ``[L, N]``: the sum of ``|h|``.
+
+
+Frequency = counts / tokens. Counts are additive over disjoint token sets. Memory is bounded
+by one batch. Only the transformer body runs (no output head).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from babel.construct.partition import Partition
+from babel.construct.routing import contiguous_experts
+from babel.construct.selection import select
+from babel.core.artifacts import write_json, write_npz
+from babel.core.config import SelectionRule
+from babel.models.ffn import body, ffn_layers
+from babel.models.hooks import trace_ffn
+
+
+@dataclasses.dataclass
+class Profile:
+    """Activation counts of one language (sufficient statistics, never raw activations)."""
+
+    lang: str
+    chunk_counts: np.ndarray  # [C, L, E] int32
+    chunk_tokens: np.ndarray  # [C] int64
+    neuron_active: np.ndarray  # [L, N] int64
+    neuron_abs: np.ndarray  # [L, N] float64
+
+    @property
+    def counts(self) -> np.ndarray:
+        """``[L, E]`` selection counts."""
+        return self.chunk_counts.sum(0, dtype=np.int64)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.chunk_tokens.sum())
+
+    @property
+    def frequency(self) -> np.ndarray:
+        """``[L, E]`` share of tokens on which each expert was selected."""
+        return self.counts / max(self.tokens, 1)
+
+    @property
+    def neuron_frequency(self) -> np.ndarray:
+        """``[L, N]`` share of tokens on which each neuron is active (LAPE's probability)."""
+        return self.neuron_active / max(self.tokens, 1)
+
+    def __add__(self, other: Profile) -> Profile:
+        return Profile(self.lang,
+                       np.concatenate([self.chunk_counts, other.chunk_counts]),
+                       np.concatenate([self.chunk_tokens, other.chunk_tokens]),
+                       self.neuron_active + other.neuron_active,
+                       self.neuron_abs + other.neuron_abs)
+
+    def save(self, path: Path, meta: dict) -> None:
+        """Write counts (``.npz``) and the settings that made them (``.json``) atomically."""
+        write_npz(path, chunk_counts=self.chunk_counts, chunk_tokens=self.chunk_tokens,
+                  neuron_active=self.neuron_active, neuron_abs=self.neuron_abs)
+        write_json(path.with_suffix(".json"), meta)
+
+    @classmethod
+    def load(cls, path: Path, lang: str) -> Profile:
+        with np.load(path) as z:
+            return cls(lang, z["chunk_counts"], z["chunk_tokens"], z["neuron_active"],
+                       z["neuron_abs"])
+
+
+def valid_mask(input_ids: Tensor, attention_mask: Tensor, *, bos_id: int | None,
+               exclude_bos: bool) -> Tensor:
+    """``[B, T]`` bool: tokens that count (not padding; not BOS when excluded)."""
+    valid = attention_mask.bool()
+    if exclude_bos and bos_id is not None:
+        valid = valid & (input_ids != bos_id)
+    return valid
+
+
+class _Tally:
+    """Hooks + accumulators for one profiling run (attached by :func:`profile_chunks`).
+
+    Runs on a model whose experts are contiguous blocks (:func:`contiguous_experts`), so the
+    score of every expert is one pooled sum over a reshape. Selection only needs scores up to
+    a positive factor per layer (z-scores and top-k are scale invariant), so the pooled *mean*
+    ``Σ|h|/S`` is used. The neuron statistics are mapped back to the original neuron order.
+    """
+
+    def __init__(self, model: nn.Module, partition: Partition, rule: SelectionRule):
+        self.views = ffn_layers(model)
+        self.partition = partition
+        self.rule = rule
+        n_layers, n = partition.n_layers, partition.n_neurons
+        if len(self.views) != n_layers or self.views[0].n_neurons != n:
+            raise ValueError(f"partition has {n_layers} layers x {n} neurons but the model has "
+                             f"{len(self.views)} x {self.views[0].n_neurons}: build the "
+                             f"partition for this model")
+        device = next(model.parameters()).device
+        self.active = torch.zeros(n_layers, n, dtype=torch.float64, device=device)
+        self.abs = torch.zeros(n_layers, n, dtype=torch.float64, device=device)
+        self.scores: list[Tensor | None] = [None] * n_layers
+        self.validf: Tensor | None = None  # [B*T] float
+        self.gate_handles: list = []
+
+    def on_h(self, i: int, h: Tensor) -> None:
+        flat = h.detach().reshape(-1, h.shape[-1])
+        a = flat.abs()
+        self.scores[i] = F.avg_pool1d(a.unsqueeze(1), self.partition.expert_size).squeeze(1)
+        self.abs[i] += self.validf.to(a.dtype) @ a
+        if self.views[i].kind == "plain":
+            self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
+
+    def attach_gates(self) -> None:
+        for v in self.views:
+            if v.kind != "gated":
+                continue
+
+            def hook(_m, _a, out: Tensor, i: int = v.index) -> None:
+                flat = out.detach().reshape(-1, out.shape[-1])
+                self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
+
+            self.gate_handles.append(v.gate.register_forward_hook(hook))
+
+    def detach_gates(self) -> None:
+        for h in self.gate_handles:
+            h.remove()
+        self.gate_handles = []
+
+    def batch_counts(self, valid: Tensor) -> Tensor:
+        """``[B, L, E]`` per-chunk selection counts of the last batch."""
+        b, t = valid.shape
+        s = torch.stack(self.scores, dim=1).float()  # [B*T, L, E]
+        sel = select(s, self.rule).reshape(b, t, *s.shape[1:])
+        sel &= valid[:, :, None, None]
+        return sel.sum(1, dtype=torch.int32).cpu()
+
+    def neuron_stats(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(active counts, |h| sums) in the original neuron order."""
+        active = np.zeros(self.active.shape, np.int64)
+        abs_sum = np.zeros(self.abs.shape, np.float64)
+        rows = np.arange(order.shape[0])[:, None]
+        active[rows, order] = self.active.round().cpu().numpy().astype(np.int64)
+        abs_sum[rows, order] = self.abs.cpu().numpy()
+        return active, abs_sum
+
+
+def _positive(x: Tensor) -> Tensor:
+    """0/1 indicator of ``x > 0`` (sign, clamped: cheaper than a comparison and a cast)."""
+    return torch.sign(x).clamp_(min=0)
+
+
+@torch.no_grad()
+def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
+                   input_ids: Tensor, attention_mask: Tensor, *, lang: str = "",
+                   batch_size: int = 8, bos_id: int | None = None, exclude_bos: bool = True,
+                   progress: bool = True) -> Profile:
+    """Profile token chunks ``[C, T]`` (padding marked 0 in ``attention_mask``).
+
+    The model's neurons are reordered in place into contiguous experts for the duration of
+    the call (restored exactly on exit): see :func:`babel.experts.contiguous_experts`.
+    """
+    from tqdm.auto import tqdm
+
+    run = body(model)
+    device = next(model.parameters()).device
+    chunk_counts, chunk_tokens = [], []
+    bar = tqdm(total=int(attention_mask.sum()), unit="tok", desc=f"profile {lang}",
+               disable=not progress, leave=False)
+    with contiguous_experts(model, partition) as cpart:
+        tally = _Tally(model, cpart, rule)
+        tally.attach_gates()
+        try:
+            with trace_ffn(model, tally.on_h):
+                for s in range(0, input_ids.shape[0], batch_size):
+                    ids = input_ids[s:s + batch_size].to(device)
+                    am = attention_mask[s:s + batch_size].to(device)
+                    valid = valid_mask(ids, am, bos_id=bos_id, exclude_bos=exclude_bos)
+                    tally.validf = valid.reshape(-1).float()
+                    run(input_ids=ids, attention_mask=am)
+                    chunk_counts.append(tally.batch_counts(valid))
+                    chunk_tokens.append(valid.sum(1).cpu())
+                    bar.update(int(am.sum()))
+        finally:
+            tally.detach_gates()
+            bar.close()
+    n_layers, n_exp = partition.n_layers, partition.n_experts
+    cc = (torch.cat(chunk_counts).numpy() if chunk_counts
+          else np.zeros((0, n_layers, n_exp), np.int32))
+    ct = torch.cat(chunk_tokens).numpy().astype(np.int64) if chunk_tokens else np.zeros(0, np.int64)
+    active, abs_sum = tally.neuron_stats(partition.order)
+    return Profile(lang, cc, ct, active, abs_sum)

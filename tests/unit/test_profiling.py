@@ -1,0 +1,152 @@
+"""Profiling counts equal a slow loop reference; determinism, additivity and caching."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from babel.construct.partition import build_partition
+from babel.core.config import PartitionConfig, SelectionRule
+from babel.models.ffn import ffn_layers
+from babel.profile.classes import classify_experts
+from babel.profile.profiler import profile_chunks
+
+
+def _chunks(seed=0, c=5, t=12, bos=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 90, (c, t), generator=g)
+    ids[:, 0] = bos
+    am = torch.ones_like(ids)
+    am[-1, 7:] = 0  # padding in the last chunk
+    ids[-1, 7:] = 0
+    return ids, am
+
+
+def _reference(model, part, rule, ids, am, bos):
+    """Explicit loops over tokens, layers and experts (test-only, obviously correct)."""
+    views = ffn_layers(model)
+    hs, gates = {}, {}
+
+    def pre(i):
+        return lambda m, a: hs.__setitem__(i, a[0].detach())
+
+    def post(i):
+        return lambda m, a, o: gates.__setitem__(i, o.detach())
+
+    n_l, n_e = part.n_layers, part.n_experts
+    counts = np.zeros((n_l, n_e), np.int64)
+    active = np.zeros((n_l, part.n_neurons), np.int64)
+    tokens = 0
+    hh = [v.down.register_forward_pre_hook(pre(v.index)) for v in views]
+    hh += [v.gate.register_forward_hook(post(v.index)) for v in views if v.gate is not None]
+    try:
+        for c in range(ids.shape[0]):
+            with torch.no_grad():
+                model(input_ids=ids[c:c + 1], attention_mask=am[c:c + 1])
+            for t in range(ids.shape[1]):
+                if am[c, t] == 0 or ids[c, t] == bos:
+                    continue
+                tokens += 1
+                z = np.zeros((n_l, n_e))
+                for layer in range(n_l):
+                    h = hs[layer][0, t].numpy()
+                    s = np.zeros(n_e)
+                    for n in range(part.n_neurons):
+                        s[part.labels[layer, n]] += abs(h[n])
+                    z[layer] = (s - s.mean()) / s.std(ddof=1)
+                    g = gates[layer][0, t].numpy() if gates else h
+                    active[layer] += g > 0
+                k = round(rule.share * n_l * n_e)
+                top = np.argsort(-z.ravel(), kind="stable")[:k]
+                for idx in top:
+                    counts[idx // n_e, idx % n_e] += 1
+    finally:
+        for h in hh:
+            h.remove()
+    return counts, tokens, active
+
+
+class _ByteTokenizer:
+    """Bytes mod 90 + 3 as token ids (enough to feed real corpus text to a tiny model)."""
+
+    bos_token_id = 1
+    pad_token_id = 0
+
+    def encode(self, text, add_special_tokens=False):
+        return [3 + b % 90 for b in text.encode("utf-8")]
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [self.encode(t) for t in texts]}
+
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gemma"])
+def test_counts_equal_loop_reference(fixture, request):
+    model = request.getfixturevalue(fixture)
+    part = build_partition(model, PartitionConfig(n_experts=8))
+    rule = SelectionRule("cross_layer", share=0.25)
+    ids, am = _chunks()
+    prof = profile_chunks(model, part, rule, ids, am, batch_size=2, bos_id=1, progress=False)
+    counts, tokens, active = _reference(model, part, rule, ids, am, bos=1)
+    assert prof.tokens == tokens == 4 * 11 + 6
+    assert np.array_equal(prof.counts, counts)
+    assert np.array_equal(prof.neuron_active, active)
+    assert prof.counts.sum() == tokens * round(0.25 * 3 * 8)
+
+
+def test_deterministic_and_additive(tiny_llama):
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
+    rule = SelectionRule()
+    ids, am = _chunks(seed=1, c=6)
+    whole = profile_chunks(tiny_llama, part, rule, ids, am, batch_size=4, bos_id=1,
+                           progress=False)
+    again = profile_chunks(tiny_llama, part, rule, ids, am, batch_size=4, bos_id=1,
+                           progress=False)
+    assert np.array_equal(whole.chunk_counts, again.chunk_counts)
+    a = profile_chunks(tiny_llama, part, rule, ids[:3], am[:3], batch_size=2, bos_id=1,
+                       progress=False)
+    b = profile_chunks(tiny_llama, part, rule, ids[3:], am[3:], batch_size=3, bos_id=1,
+                       progress=False)
+    s = a + b
+    assert np.array_equal(s.counts, whole.counts) and s.tokens == whole.tokens
+    assert np.array_equal(s.neuron_active, whole.neuron_active)
+    assert np.allclose(s.neuron_abs, whole.neuron_abs, rtol=1e-6)
+
+
+def test_bos_can_be_counted(tiny_llama):
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
+    ids, am = _chunks()
+    with_bos = profile_chunks(tiny_llama, part, SelectionRule(), ids, am, bos_id=1,
+                              exclude_bos=False, progress=False)
+    assert with_bos.tokens == int(am.sum())
+
+
+def test_classes_on_planted_frequencies():
+    f = np.full((4, 2, 5), 0.2)
+    f[:, 0, 0] = 0.9  # co-activated
+    f[:, 1, 4] = 0.01  # rare
+    f[2, 1, 2] = 0.8  # specific to language 2
+    c = classify_experts(f, high=0.2, low=0.05, z=3.0)
+    assert c.co_activated[0, 0] and c.co_activated.sum() == 9  # 0.2 >= high everywhere else
+    assert c.rare[1, 4] and c.rare.sum() == 1
+    assert c.specific[2, 1, 2] and c.specific.sum() == 1
+
+
+def test_cache_reuse_and_only_missing_languages(tiny_llama, monkeypatch):
+    import babel.profile.cache as prof
+    from babel.core.config import ProfileConfig
+    from babel.profile.cache import profile_languages
+
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
+    cfg = ProfileConfig(max_tokens=64, seq_len=32)
+    calls = []
+    real = prof.profile_chunks
+    monkeypatch.setattr(prof, "profile_chunks", lambda *a, **k: calls.append(k["lang"]) or real(*a, **k))
+    tok = _ByteTokenizer()
+    first = profile_languages(tiny_llama, tok, part, ["en"], cfg, progress=False)
+    both = profile_languages(tiny_llama, tok, part, ["en", "fr"], cfg, progress=False)
+    assert calls == ["en", "fr"]  # en came from the cache the second time
+    assert np.array_equal(first["en"].chunk_counts, both["en"].chunk_counts)
+    other = ProfileConfig(max_tokens=32, seq_len=32)  # another token budget: a new profile
+    profile_languages(tiny_llama, tok, part, ["en"], other, progress=False)
+    assert calls == ["en", "fr", "en"]

@@ -1,0 +1,216 @@
+"""Keep-masks, structural pruning (= masking), save/load and FLOP accounting."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from babel.construct.partition import build_partition
+from babel.core.config import PartitionConfig
+from babel.models.ffn import ffn_layers
+from babel.models.hooks import mask_neurons
+from babel.models.surgery import ffn_sizes, load_pruned, prune_model, save_pruned
+from babel.prune.flops import flops_per_token, theoretical_speedup
+from babel.prune.masks import (
+    adaptive_counts,
+    allocate,
+    effective_experts,
+    group_keep_mask,
+    keep_mask,
+    kept_budget,
+    neuron_keep_mask,
+    random_keep_mask,
+    random_like,
+    removal_mask,
+    uniform_random_mask,
+)
+
+
+def _freq(seed=0, n_layers=6, n_exp=16):
+    rng = np.random.default_rng(seed)
+    f = rng.gamma(0.5, 0.1, (n_layers, n_exp))
+    f[2] = 0.0  # a layer never selected: still keeps one expert
+    f[3, :3] = 1.0  # a concentrated layer
+    f[3, 3:] = 1e-4
+    return f
+
+
+def _neuron_mask(model, share=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.random(v.n_neurons) < share for v in ffn_layers(model)])
+
+
+def _ids(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(3, 90, (2, 11), generator=g)
+
+
+
+@pytest.mark.parametrize("allocation", ["global", "adaptive"])
+@pytest.mark.parametrize("share", [1.0, 0.7, 0.3, 0.01])
+def test_keep_mask_share_and_per_layer_minimum(allocation, share):
+    f = _freq()
+    m = keep_mask(f, share, allocation=allocation)
+    assert m.shape == f.shape and m.dtype == bool
+    assert m.sum() == kept_budget(share, *f.shape) == max(6, round(share * 96))
+    assert m.sum(1).min() >= 1
+
+
+def test_global_keeps_most_frequent():
+    f = _freq()
+    m = keep_mask(f, 0.5)
+    # apart from the reserved per-layer minimum, everything kept is at least as frequent as
+    # everything dropped
+    reserved = m & (f == f.max(1, keepdims=True))
+    assert f[m & ~reserved].min() >= f[~m].max()
+
+
+def test_adaptive_allocation_sums_to_budget_and_follows_entropy():
+    f = _freq()
+    for share in (0.9, 0.6, 0.25):
+        c = adaptive_counts(f, share)
+        assert c.sum() == kept_budget(share, *f.shape)
+        assert c.min() >= 1 and c.max() <= 16
+        assert (keep_mask(f, share, allocation="adaptive").sum(1) == c).all()
+    eff = effective_experts(f)
+    assert eff[2] == pytest.approx(16)  # an empty layer counts as uniform
+    c = adaptive_counts(f, 0.5)
+    assert c[3] < c[np.argmax(eff)]  # the concentrated layer loses more
+    n = allocate(np.array([1.0, 2.0, 4.0, 100.0]), 20, 8)
+    assert n.sum() == 20 and n.max() == 8 and (np.diff(n) >= 0).all()
+
+
+def test_random_baseline_same_counts_and_seeded():
+    m = keep_mask(_freq(), 0.5)
+    r0, r0b, r1 = random_like(m, seed=0), random_like(m, seed=0), random_like(m, seed=1)
+    assert (r0.sum(1) == m.sum(1)).all()
+    assert np.array_equal(r0, r0b) and not np.array_equal(r0, r1)
+    assert (random_keep_mask([0, 3, 16], 16, seed=2).sum(1) == [0, 3, 16]).all()
+    u = uniform_random_mask(6, 16, 0.5, seed=0)
+    assert u.sum() == m.sum() and u.sum(1).max() - u.sum(1).min() <= 1
+    u = uniform_random_mask(6, 16, 0.33, seed=0)
+    assert u.sum() == kept_budget(0.33, 6, 16) and u.sum(1).max() - u.sum(1).min() <= 1
+
+
+def test_group_masks():
+    fa, fb = _freq(0), _freq(1)
+    s = group_keep_mask(np.stack([fa, fb]), 0.4, combine="sum")
+    assert s.sum() == kept_budget(0.4, 6, 16)
+    assert np.array_equal(s, keep_mask(fa + fb, 0.4))
+    u = group_keep_mask(np.stack([fa, fb]), 0.4, combine="union")
+    assert np.array_equal(u, keep_mask(fa, 0.4) | keep_mask(fb, 0.4))
+    with pytest.raises(ValueError, match="combine"):
+        group_keep_mask(np.stack([fa, fb]), 0.4, combine="max")
+
+
+def test_removal_keeps_one_per_layer():
+    f = _freq()
+    remove = np.zeros_like(f, dtype=bool)
+    remove[0] = True
+    remove[1, :4] = True
+    k = removal_mask(remove, f)
+    assert k[0].sum() == 1 and k[0, f[0].argmax()]
+    assert k[1].sum() == 12 and k[2:].all()
+
+
+def test_neuron_mask_follows_labels(tiny_llama):
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8, method="random"))
+    m = keep_mask(np.random.default_rng(0).random((3, 8)), 0.5)
+    nm = neuron_keep_mask(m, part)
+    assert nm.shape == (3, 64)
+    assert np.array_equal(nm.sum(1), m.sum(1) * 8)
+    assert all(m[i, part.labels[i, j]] == nm[i, j] for i in range(3) for j in range(64))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="share"):
+        keep_mask(_freq(), 0.0)
+    with pytest.raises(ValueError, match="allocation"):
+        keep_mask(_freq(), 0.5, allocation="uniform")
+    with pytest.raises(ValueError, match=r"\[L, E\]"):
+        keep_mask(np.ones(5), 0.5)
+
+
+def test_keeping_every_neuron_gives_identical_logits(tiny_model):
+    keep = np.ones((3, 64), dtype=bool)
+    pruned = prune_model(tiny_model, keep)
+    ids = _ids()
+    with torch.no_grad():
+        assert torch.equal(pruned(input_ids=ids).logits, tiny_model(input_ids=ids).logits)
+
+
+def test_pruning_equals_masking(tiny_model):
+    keep = _neuron_mask(tiny_model)
+    pruned = prune_model(tiny_model, keep)
+    assert ffn_sizes(pruned) == [int(k.sum()) for k in keep]
+    assert len(set(ffn_sizes(pruned))) > 1  # sizes differ per layer
+    ids = _ids(1)
+    with torch.no_grad():
+        with mask_neurons(tiny_model, torch.as_tensor(keep)):
+            ref = tiny_model(input_ids=ids).logits
+        out = pruned(input_ids=ids).logits
+    assert (out - ref).abs().max() <= 1e-4
+    assert sum(p.numel() for p in pruned.parameters()) < sum(
+        p.numel() for p in tiny_model.parameters())
+
+
+def test_original_untouched(tiny_model):
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    ids = _ids(2)
+    with torch.no_grad():
+        ref = tiny_model(input_ids=ids).logits
+    pruned = prune_model(tiny_model, _neuron_mask(tiny_model, 0.3))
+    with torch.no_grad():  # mutate the copy: the original must not see it
+        for p in pruned.parameters():
+            p.add_(1.0)
+    after = tiny_model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert ffn_sizes(tiny_model) == [64, 64, 64]
+    with torch.no_grad():
+        assert torch.equal(tiny_model(input_ids=ids).logits, ref)
+
+
+def test_save_load_roundtrip(tiny_model, tmp_path):
+    keep = _neuron_mask(tiny_model, 0.5, seed=3)
+    pruned = prune_model(tiny_model, keep)
+    folder = save_pruned(pruned, tmp_path / "p", meta={"lang": "fr"})
+    assert not list(tmp_path.glob(".p*"))  # no temporary left behind
+    loaded = load_pruned(folder)
+    assert ffn_sizes(loaded) == ffn_sizes(pruned)
+    assert np.array_equal(loaded.babel_keep_neurons, keep)
+    ids = _ids(4)
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, pruned(input_ids=ids).logits)
+    save_pruned(pruned, folder)  # overwriting is atomic too
+    assert load_pruned(folder) is not None
+
+
+def test_save_refuses_wrong_mask(tiny_llama, tmp_path):
+    pruned = prune_model(tiny_llama, _neuron_mask(tiny_llama, 0.5))
+    with pytest.raises(ValueError, match="FFN sizes"):
+        save_pruned(pruned, tmp_path / "p", keep_neurons=np.ones((3, 64), bool))
+
+
+def test_wrong_mask_shape(tiny_llama):
+    with pytest.raises(ValueError, match="layers"):
+        prune_model(tiny_llama, np.ones((2, 64), bool))
+    with pytest.raises(ValueError, match="neurons"):
+        prune_model(tiny_llama, np.ones((3, 63), bool))
+
+
+def test_flops(tiny_llama):
+    dense = flops_per_token(tiny_llama)
+    # llama tiny: q 32->32, k/v 32->16, o 32->32; FFN 3 x 32x64; head 32x97
+    assert dense.attention == 3 * 2 * (32 * 32 + 2 * 32 * 16 + 32 * 32)
+    assert dense.ffn == 3 * 2 * 3 * 32 * 64
+    assert dense.head == 2 * 32 * 97
+    keep = _neuron_mask(tiny_llama, 0.5)
+    pruned = prune_model(tiny_llama, keep)
+    by_mask = flops_per_token(tiny_llama, keep_neurons=keep)
+    assert flops_per_token(pruned) == by_mask
+    assert by_mask.ffn == 2 * 3 * 32 * int(keep.sum())
+    sp = theoretical_speedup(dense, by_mask)
+    assert sp["ffn"] > sp["body"] > sp["end_to_end"] > 1
+    ctx = flops_per_token(tiny_llama, seq_len=9)
+    assert ctx.attention - dense.attention == 3 * 4 * 32 * 5
