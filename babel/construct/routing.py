@@ -1,24 +1,8 @@
-"""Expert construction (MoEfication without changing a weight), expert scores and selection.
+"""Running the model as a mixture of experts: routing by a selection rule, contiguous experts.
 
-Design choices the paper leaves open, taken here (each is a parameter):
-
-- **Which rows are clustered.** Default: the rows of the *gate* projection (for a gated FFN
-  the gate decides whether a neuron fires; MoEfication clusters the input projection of ReLU
-  FFNs, which plays that role). ``"up"``, ``"gate+up"`` (concatenated rows) and ``"in"``
-  (plain FFNs) are available. Rows are L2-normalized, so k-means groups neurons by the
-  *direction* they read.
-- **Balanced k-means.** ``k-means-constrained`` (min-cost-flow assignment with
-  ``size_min = size_max = N/E``) as in MoEfication's code; exact equal sizes, deterministic
-  for a seed. Baselines: a ``random`` equal-size partition, and ``coactivation``
-  clustering (neurons whose gates fire on the same calibration tokens; balanced k-means on
-  the PCA-reduced, L2-normalized co-activation profiles — a cheap stand-in for MoEfication's
-  METIS graph partition).
-- **Score.** ``score[t, e] = Σ_{i in e} |h_i(t)|`` with ``h`` the input of the output
-  projection; one ``index_select`` + reshape + sum per layer (no loop over experts).
-- **Selection.** ``cross_layer`` (the paper's): per token, z-normalize the E scores of each
-  layer over that layer's experts, rank all L·E z-scores together and select the top share
-  ``r``. Also ``per_layer_topk`` (MoEfication: the top share ``r`` of each layer's experts)
-  and ``z_threshold`` (every expert with z > ``z``).
+:func:`routed_forward` zeroes the unselected experts' neurons (selecting every expert
+reproduces the dense model exactly); :func:`contiguous_experts` reorders neurons in place so
+that every expert is one contiguous block, and restores them bit for bit on exit.
 """
 
 from __future__ import annotations
@@ -36,7 +20,7 @@ from babel.construct.selection import expert_scores, select
 from babel.core.config import SelectionRule
 from babel.models.ffn import ffn_layers
 from babel.models.hooks import trace_ffn
-from babel.models.surgery import _permute_layer
+from babel.models.surgery import permute_layer_
 
 
 def neuron_mask(expert_mask: Tensor, labels: Tensor) -> Tensor:
@@ -118,14 +102,14 @@ def contiguous_experts(model: nn.Module, partition: Partition) -> Iterator[Parti
     try:
         with torch.no_grad():
             for v in views:
-                _permute_layer(v, torch.as_tensor(order[v.index], dtype=torch.long))
+                permute_layer_(v, torch.as_tensor(order[v.index], dtype=torch.long))
                 done.append(v.index)
         yield contiguous_partition(partition)
     finally:
         with torch.no_grad():
             for i in done:
                 inv = torch.as_tensor(np.argsort(order[i], kind="stable"), dtype=torch.long)
-                _permute_layer(views[i], inv)
+                permute_layer_(views[i], inv)
 
 
 def permuted_copy(model: nn.Module, partition: Partition) -> nn.Module:
@@ -141,7 +125,7 @@ def permuted_copy(model: nn.Module, partition: Partition) -> nn.Module:
     order = partition.order
     with torch.no_grad():
         for v in ffn_layers(new):
-            _permute_layer(v, torch.as_tensor(order[v.index], dtype=torch.long))
+            permute_layer_(v, torch.as_tensor(order[v.index], dtype=torch.long))
     return new
 
 

@@ -1,0 +1,1 @@
+"""Infrastructure: paths, atomic artifacts, leaf configs, parameter checks, the notebook runner."""

@@ -67,3 +67,23 @@ def config_dict(cfg: Any) -> dict[str, Any]:
     if isinstance(cfg, (list, tuple)):
         return [config_dict(v) for v in cfg]  # type: ignore[return-value]
     return cfg
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON of a result, for ``record()`` and result files (the one implementation).
+
+    numpy scalars and 0-d arrays become Python numbers, arrays become lists, NaN and ±inf
+    become ``None``, dict keys become strings; dicts, lists and tuples are converted
+    recursively (tuples become lists).
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist()) if value.ndim else jsonable(value.item())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

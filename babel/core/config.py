@@ -1,24 +1,8 @@
-"""Expert construction (MoEfication without changing a weight), expert scores and selection.
+"""The leaf configs every stage shares: partition, selection rule, profiling, expert classes.
 
-Design choices the paper leaves open, taken here (each is a parameter):
-
-- **Which rows are clustered.** Default: the rows of the *gate* projection (for a gated FFN
-  the gate decides whether a neuron fires; MoEfication clusters the input projection of ReLU
-  FFNs, which plays that role). ``"up"``, ``"gate+up"`` (concatenated rows) and ``"in"``
-  (plain FFNs) are available. Rows are L2-normalized, so k-means groups neurons by the
-  *direction* they read.
-- **Balanced k-means.** ``k-means-constrained`` (min-cost-flow assignment with
-  ``size_min = size_max = N/E``) as in MoEfication's code; exact equal sizes, deterministic
-  for a seed. Baselines: a ``random`` equal-size partition, and ``coactivation``
-  clustering (neurons whose gates fire on the same calibration tokens; balanced k-means on
-  the PCA-reduced, L2-normalized co-activation profiles — a cheap stand-in for MoEfication's
-  METIS graph partition).
-- **Score.** ``score[t, e] = Σ_{i in e} |h_i(t)|`` with ``h`` the input of the output
-  projection; one ``index_select`` + reshape + sum per layer (no loop over experts).
-- **Selection.** ``cross_layer`` (the paper's): per token, z-normalize the E scores of each
-  layer over that layer's experts, rank all L·E z-scores together and select the top share
-  ``r``. Also ``per_layer_topk`` (MoEfication: the top share ``r`` of each layer's experts)
-  and ``z_threshold`` (every expert with z > ``z``).
+They are frozen dataclasses that validate on construction; their ``key`` properties name the
+cache files, so two runs with equal configs share one artifact. The design choices they encode
+are explained in :mod:`babel.construct.partition` and :mod:`babel.construct.selection`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ CLI: ``python -m babel.data.corpus stats [--tokenizer gemma-3-270m]`` and
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json

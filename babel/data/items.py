@@ -1,23 +1,4 @@
-"""Corpus items of every language: loading, the profiling/evaluation split, and statistics.
-
-Sources (``load_items(lang, source=...)``):
-
-- ``"builtin"``: ``data/corpus/<code>.jsonl``, 216 aligned items per language, one JSON object a
-  line: ``{"id": "science-01", "topic": "science", "text": "..."}``. Ids and their order are
-  the same in every language. ``sr-Latn.jsonl`` is *derived*: it is the letter-for-letter
-  transliteration of ``sr-Cyrl.jsonl`` (same ids, same content), rewritten by
-  ``python -m babel.data.corpus transliterate-serbian``; never edit it by hand.
-- ``"files"``: a user's own file (``path``): plain text with one item per line (id = line
-  number, blank lines skipped) or JSONL with ``text`` and optional ``id``/``topic``. ``path`` may
-  be a folder holding ``<code>.jsonl`` or ``<code>.txt``.
-- ``"flores_plus"`` and ``"wikipedia"``: see ``babel.corpus_hub``.
-
-The split is a function of the item id alone (``split_of``), so it is identical across languages.
-
-
-CLI: ``python -m babel.data.corpus stats [--tokenizer gemma-3-270m]`` and
-``python -m babel.data.corpus transliterate-serbian``.
-"""
+"""Corpus items (id, topic, text) and the JSONL reader every corpus source shares."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Figures: one module per stage, each function returns a matplotlib figure."""

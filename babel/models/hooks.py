@@ -1,17 +1,7 @@
-"""A uniform view of every FFN layer, and hooks that read or mask its intermediate activation.
+"""Hooks on the FFN output projection that read or replace ``h``; context managers only.
 
-For every transformer layer, :func:`ffn_layers` returns an :class:`FFNLayer` that names
-
-- the projection(s) that make the intermediate activation ``h``:
-  gated FFNs (Llama, Mistral, Qwen2, Gemma 1/2/3): ``h = act(gate·x) ⊙ (up·x)``;
-  plain FFNs (GPT-2, OPT, BLOOM): ``h = act(W_in·x + b)``;
-- the output projection ``down`` (``y = down(h)``), whose *input* is the hook point where
-  ``h`` is read and masked (a forward pre-hook: one place for every architecture);
-- the neuron count ``N`` (rows of the input projection).
-
-Weights are exposed in one orientation whatever the module type (``nn.Linear`` or GPT-2's
-``Conv1D``): ``in_weight`` is ``[N, d_model]`` (one row per neuron) and ``out_weight`` is
-``[d_model, N]`` (one column per neuron).
+:func:`trace_ffn` attaches a pre-hook on every FFN's output projection and removes it on exit,
+even on error; :func:`mask_neurons` uses it to zero neurons (the dense model with them removed).
 """
 
 from __future__ import annotations

@@ -1,35 +1,8 @@
-"""Language-specific expert pruning: keep-masks from frequencies, structural slicing, FLOPs.
+"""Weight surgery: permuting FFN neurons, structurally slicing them out, saving pruned models.
 
-
-Pipeline: a language's activation frequency ``[L, E]`` (:mod:`babel.profiling`) gives an
-expert keep-mask (:func:`keep_mask`), expanded to FFN neurons through the partition
-(:func:`neuron_keep_mask`); :func:`prune_model` returns a copy whose FFN weight matrices are
-sliced to the kept neurons (a really smaller model, unlike :func:`babel.ffn.mask_neurons`,
-which only zeroes them), and :func:`flops_per_token` counts the matmul work saved.
-
-Design choices (the paper leaves them open):
-
-- **Budget.** A kept share ``k`` keeps ``round(k·L·E)`` experts in all (never fewer than one
-  per layer). Every layer has the same expert size, so the kept share of experts is the kept
-  share of FFN neurons and parameters.
-- **Global allocation** (``"global"``): all L·E experts are ranked by frequency together and
-  the most frequent are kept, after reserving each layer's most frequent expert (the
-  per-layer minimum). The cross-layer selection rule makes frequencies comparable across
-  layers (every token selects the same share ``r`` of all L·E experts), so a layer whose
-  selections are concentrated on a few experts loses many of its rarely selected ones.
-- **Adaptive allocation** (``"adaptive"``, the v2 paper's per-layer rates): each layer keeps
-  a count proportional to its *effective number of experts* ``exp(H_l)``, with ``H_l`` the
-  entropy of the layer's frequencies normalised into a distribution over its E experts
-  (E for a uniform layer, 1 for a layer that always selects the same expert). Counts are
-  water-filled to sum exactly to the global budget, each in ``[1, E]``; within a layer the
-  most frequent experts are kept. Concentrated layers lose more.
-- **Ties** (many experts share a frequency of 0 at small token budgets) are broken by a
-  fixed-seed random order, so no layer or expert index is favoured.
-- **Random baselines:** the same per-layer counts as a frequency mask, random experts, seeded
-  (:func:`random_like`: isolates *which* experts are kept); and the naive one, the same
-  number of random experts in every layer (:func:`uniform_random_mask`).
-- **Groups:** ``combine="sum"`` ranks by the summed frequency of the languages (budget exact);
-  ``combine="union"`` keeps every expert that any language's own mask keeps (budget ``>= k``).
+Nothing here knows about experts or languages: every function takes neuron orders or neuron
+keep-masks ``[L, N]``. A pruned model is saved as a standard Hugging Face folder (config with
+per-layer intermediate sizes, safetensors) plus the keep-mask that made it.
 """
 
 from __future__ import annotations
@@ -99,7 +72,8 @@ def _slice_in(m: nn.Module, idx: Tensor) -> nn.Module:
     return new
 
 
-def _as_masks(keep_neurons, views: list[FFNLayer]) -> list[Tensor]:
+def as_neuron_masks(keep_neurons, views: list[FFNLayer]) -> list[Tensor]:
+    """Per-layer bool neuron masks from ``[L, N]`` (or a list), checked against the model's sizes."""
     masks = [torch.as_tensor(np.asarray(k), dtype=torch.bool) for k in keep_neurons]
     if len(masks) != len(views):
         raise ValueError(f"keep mask has {len(masks)} layers but the model has {len(views)}: "
@@ -116,7 +90,7 @@ def _as_masks(keep_neurons, views: list[FFNLayer]) -> list[Tensor]:
 def slice_ffn_(model: nn.Module, keep_neurons) -> nn.Module:
     """Slice every FFN of ``model`` **in place** to the kept neurons; returns ``model``."""
     views = ffn_layers(model)
-    masks = _as_masks(keep_neurons, views)
+    masks = as_neuron_masks(keep_neurons, views)
     parents = _parents(model)
     for v, m in zip(views, masks, strict=True):
         idx = m.nonzero().squeeze(1).to(v.up.weight.device)
@@ -147,7 +121,7 @@ def prune_model(model: nn.Module, keep_neurons) -> nn.Module:
         The pruned model (eval mode, same device and dtype).
     """
     views = ffn_layers(model)
-    _as_masks(keep_neurons, views)
+    as_neuron_masks(keep_neurons, views)
     memo: dict[int, object] = {}
     for v in views:  # share, then replace: the copy never duplicates the dense FFN weights
         for mod in (v.gate, v.up, v.down):
@@ -234,7 +208,8 @@ def load_pruned(folder: Path) -> nn.Module:
     return model.eval()
 
 
-def _permute_layer(v: FFNLayer, perm: Tensor) -> None:
+def permute_layer_(v: FFNLayer, perm: Tensor) -> None:
+    """Reorder one FFN's neurons in place: rows of gate/up, columns of down, by ``perm``."""
     _permute_out(v.up, perm.to(v.up.weight.device))
     if v.gate is not None:
         _permute_out(v.gate, perm.to(v.gate.weight.device))

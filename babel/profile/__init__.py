@@ -1,0 +1,1 @@
+"""Stage 2, profiles: per-language expert activation counts (cached) and expert classes."""

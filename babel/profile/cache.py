@@ -1,19 +1,8 @@
-"""Per-language expert activation frequencies: streamed through the body, counted, cached.
+"""Cached per-language profiles: one ``.npz`` of counts per language beside the settings that made it.
 
-For each batch of token chunks, hooks on every FFN compute the expert scores (and per-neuron
-statistics) on the fly; after the batch, the selection rule picks the highly activated
-experts of each token and only **counts** are kept:
-
-- ``chunk_counts`` ``[C, L, E]``: per chunk, how many of its tokens selected each expert
-  (chunks allow bootstrap intervals later; their sum is the language's counts);
-- ``chunk_tokens`` ``[C]``: counted tokens per chunk (padding never counts; BOS optional);
-- ``neuron_active`` ``[L, N]``: tokens on which ``act(gate·x) > 0`` (LAPE's "active";
-  ``h > 0`` for plain FFNs) — for GELU/SiLU/ReLU gates this is ``gate·x > 0``;
-- ``neuron_abs`` ``[L, N]``: the sum of ``|h|``.
-
-
-Frequency = counts / tokens. Counts are additive over disjoint token sets. Memory is bounded
-by one batch. Only the transformer body runs (no output head).
+The cache key is (model, partition, profiling config); the saved settings also hold the
+partition's weights hash and the corpus digest, so a profile is reused only for the same
+weights and the same text. :func:`profile_languages` computes only the missing languages.
 """
 
 from __future__ import annotations

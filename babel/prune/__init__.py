@@ -1,0 +1,1 @@
+"""Stage 4, pruning: keep-masks from frequencies, FLOPs, perplexity and throughput."""

@@ -39,7 +39,7 @@ import dataclasses
 from torch import nn
 
 from babel.models.ffn import body, ffn_layers
-from babel.models.surgery import _as_masks
+from babel.models.surgery import as_neuron_masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +96,7 @@ def flops_per_token(model: nn.Module, *, keep_neurons=None,
         ffn = sum(_linear_flops(m) for v in views for m in (v.gate, v.up, v.down)
                   if m is not None)
     else:
-        masks = _as_masks(keep_neurons, views)
+        masks = as_neuron_masks(keep_neurons, views)
         ffn = 0
         for v, m in zip(views, masks, strict=True):
             d = int(v.in_weight("up").shape[1])
