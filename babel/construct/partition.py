@@ -37,6 +37,7 @@ from babel.core import paths
 from babel.core.artifacts import config_dict, read_json, write_json, write_npz
 from babel.core.config import PartitionConfig, Projection
 from babel.models.ffn import FFNLayer, body, ffn_layers
+from babel.models.hooks import trace_pre_activations
 from babel.models.loading import model_name as _name
 
 
@@ -189,27 +190,18 @@ def coactivation_features(model: nn.Module, input_ids: Tensor, attention_mask: T
     """Per layer, ``[N, N]`` counts of calibration tokens on which two gates both fire."""
     views = ffn_layers(model)
     acc = [torch.zeros(v.n_neurons, v.n_neurons, dtype=torch.float64) for v in views]
-    handles = []
     state: dict[str, Tensor] = {}
 
-    def make(i: int):
-        def hook(_m, _args, out: Tensor) -> None:
-            a = (out > 0).reshape(-1, out.shape[-1])[state["valid"]].to(torch.float32)
-            acc[i] += (a.T @ a).double()
-        return hook
+    def count(i: int, pre: Tensor) -> None:
+        a = (pre > 0).reshape(-1, pre.shape[-1])[state["valid"]].to(torch.float32)
+        acc[i] += (a.T @ a).double()
 
-    for v in views:
-        proj = v.gate if v.kind == "gated" else v.up
-        handles.append(proj.register_forward_hook(make(v.index)))
-    try:
-        run = body(model)
+    run = body(model)
+    with trace_pre_activations(model, count):
         for s in range(0, input_ids.shape[0], batch_size):
             ids, am = input_ids[s:s + batch_size], attention_mask[s:s + batch_size]
             state["valid"] = am.reshape(-1).bool()
             run(input_ids=ids, attention_mask=am)
-    finally:
-        for h in handles:
-            h.remove()
     return [a.numpy() for a in acc]
 
 

@@ -72,10 +72,6 @@ class FFNLayer:
         """Output weight ``[d_model, N]`` (column ``i`` is neuron ``i``'s write direction)."""
         return _rows(self.down)
 
-    def pre_activation(self, x: Tensor) -> Tensor:
-        """``gate·x`` (gated) or ``W_in·x + b`` (plain): the input of the activation function."""
-        return self.gate(x) if self.kind == "gated" else self.up(x)
-
     def intermediate(self, x: Tensor) -> Tensor:
         """Recompute ``h`` from the parts (for checks; the hooks read it for free)."""
         if self.kind == "gated":

@@ -68,3 +68,33 @@ def mask_neurons(model: nn.Module, keep: Tensor | Sequence[Tensor]) -> Iterator[
 
     with trace_ffn(model, fn):
         yield
+
+
+@contextlib.contextmanager
+def trace_pre_activations(model: nn.Module, fn: Callable[[int, Tensor], None], *,
+                          gated_only: bool = False) -> Iterator[list[FFNLayer]]:
+    """Call ``fn(layer_index, pre)`` with every FFN's pre-activation; detach on exit, even on error.
+
+    ``pre`` is the output of the gate projection (gated FFNs) or of the input projection (plain
+    FFNs): the input of the activation function. LAPE's "active" is ``act(pre) > 0``, which for
+    GELU/SiLU/ReLU is ``pre > 0``.
+
+    Args:
+        model: A causal LM or its body.
+        fn: Called once per layer and forward pass; its return value is ignored.
+        gated_only: Hook only gated FFNs (a plain FFN's ``h`` already is its activation).
+
+    Yields:
+        The FFN views of the hooked layers.
+    """
+    views = [v for v in ffn_layers(model) if v.kind == "gated" or not gated_only]
+    handles = []
+    try:
+        for v in views:
+            proj = v.gate if v.kind == "gated" else v.up
+            handles.append(proj.register_forward_hook(
+                lambda _m, _a, out, i=v.index: fn(i, out.detach())))
+        yield views
+    finally:
+        for h in handles:
+            h.remove()

@@ -18,7 +18,6 @@ import base64
 import dataclasses
 import importlib
 import importlib.metadata
-import json
 import logging
 import shutil
 import time
@@ -297,10 +296,3 @@ def load_model(
 def model_name(model) -> str:
     """The short name a model was loaded under (for file names and tables)."""
     return getattr(model, "babel_name", None) or model.config.name_or_path or "model"
-
-
-def cache_info(name: str) -> dict:
-    """The metadata of an embedded model's cache (sha256s, build time)."""
-    return json.loads((paths.model_cache_dir(name) / META_FILE).read_text())
-
-

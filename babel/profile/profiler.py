@@ -32,7 +32,7 @@ from babel.construct.selection import select
 from babel.core.artifacts import write_json, write_npz
 from babel.core.config import SelectionRule
 from babel.models.ffn import body, ffn_layers
-from babel.models.hooks import trace_ffn
+from babel.models.hooks import trace_ffn, trace_pre_activations
 
 
 @dataclasses.dataclass
@@ -116,7 +116,6 @@ class _Tally:
         self.abs = torch.zeros(n_layers, n, dtype=torch.float64, device=device)
         self.scores: list[Tensor | None] = [None] * n_layers
         self.validf: Tensor | None = None  # [B*T] float
-        self.gate_handles: list = []
 
     def on_h(self, i: int, h: Tensor) -> None:
         flat = h.detach().reshape(-1, h.shape[-1])
@@ -126,21 +125,9 @@ class _Tally:
         if self.views[i].kind == "plain":
             self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
 
-    def attach_gates(self) -> None:
-        for v in self.views:
-            if v.kind != "gated":
-                continue
-
-            def hook(_m, _a, out: Tensor, i: int = v.index) -> None:
-                flat = out.detach().reshape(-1, out.shape[-1])
-                self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
-
-            self.gate_handles.append(v.gate.register_forward_hook(hook))
-
-    def detach_gates(self) -> None:
-        for h in self.gate_handles:
-            h.remove()
-        self.gate_handles = []
+    def on_pre(self, i: int, pre: Tensor) -> None:
+        flat = pre.reshape(-1, pre.shape[-1])
+        self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
 
     def batch_counts(self, valid: Tensor) -> Tensor:
         """``[B, L, E]`` per-chunk selection counts of the last batch."""
@@ -173,7 +160,7 @@ def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
     """Profile token chunks ``[C, T]`` (padding marked 0 in ``attention_mask``).
 
     The model's neurons are reordered in place into contiguous experts for the duration of
-    the call (restored exactly on exit): see :func:`babel.experts.contiguous_experts`.
+    the call (restored exactly on exit): see :func:`babel.construct.routing.contiguous_experts`.
     """
     from tqdm.auto import tqdm
 
@@ -184,9 +171,9 @@ def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
                disable=not progress, leave=False)
     with contiguous_experts(model, partition) as cpart:
         tally = _Tally(model, cpart, rule)
-        tally.attach_gates()
         try:
-            with trace_ffn(model, tally.on_h):
+            with trace_ffn(model, tally.on_h), \
+                    trace_pre_activations(model, tally.on_pre, gated_only=True):
                 for s in range(0, input_ids.shape[0], batch_size):
                     ids = input_ids[s:s + batch_size].to(device)
                     am = attention_mask[s:s + batch_size].to(device)
@@ -197,7 +184,6 @@ def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
                     chunk_tokens.append(valid.sum(1).cpu())
                     bar.update(int(am.sum()))
         finally:
-            tally.detach_gates()
             bar.close()
     n_layers, n_exp = partition.n_layers, partition.n_experts
     cc = (torch.cat(chunk_counts).numpy() if chunk_counts
