@@ -206,7 +206,10 @@ class ExperimentConfig:
         """Co-activated, specific and rare experts of ``[n_lang, L, E]`` frequencies."""
         return classify(freq, self.classes, self.share)
 
-    @staticmethod
-    def frequencies(profiles: Mapping[str, Profile]) -> tuple[list[str], np.ndarray]:
-        """Languages and stacked ``[n_lang, L, E]`` frequencies."""
-        return frequency_tensor(dict(profiles))
+    def frequencies(self, profiles: Mapping[str, Profile]) -> tuple[list[str], np.ndarray]:
+        """Languages and stacked ``[n_lang, L, E]`` frequencies.
+
+        Content-parallel profiles (no token budget) must cover the same items in every
+        language, or this raises; under the token-budget ablation they may differ.
+        """
+        return frequency_tensor(dict(profiles), same_items=self.profile.content_parallel)

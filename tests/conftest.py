@@ -77,6 +77,25 @@ def gemma():
     return load_model("gemma-3-270m")
 
 
+class ByteTokenizer:
+    """Bytes mod 90 + 3 as token ids (enough to feed real corpus text to a tiny model)."""
+
+    bos_token_id = 1
+    pad_token_id = 0
+
+    def encode(self, text, add_special_tokens=False):
+        return [3 + b % 90 for b in text.encode("utf-8")]
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [self.encode(t) for t in texts]}
+
+
+@pytest.fixture
+def byte_tokenizer():
+    """A tokenizer of bytes: real corpus text for tiny models (3 bytes of CJK = 3 tokens)."""
+    return ByteTokenizer()
+
+
 _TIERS = {"integration": "integration", "notebooks": "notebook"}
 
 

@@ -95,7 +95,11 @@ class ProfileConfig:
         split: ``"profiling"`` (default), ``"evaluation"`` or ``"all"``.
         seq_len: Tokens per chunk (BOS included).
         batch_size: Chunks per forward pass.
-        max_tokens: Token budget per language (``None``: the whole split).
+        max_tokens: Token budget per language (``None``: no token budget). A token budget
+            covers *different* items in each language (token fertility differs up to 2x):
+            kept as an ablation; the default profiles the same items everywhere.
+        max_items: Item budget: the first N items of the split, the same ids in every
+            language (``None``: the whole split). Content-parallel.
         exclude_bos: Do not count the BOS position (it is the same token in every language).
     """
 
@@ -106,6 +110,7 @@ class ProfileConfig:
     batch_size: int = 8
     max_tokens: int | None = None
     exclude_bos: bool = True
+    max_items: int | None = None
 
     def __post_init__(self) -> None:
         if self.split not in ("profiling", "evaluation", "all"):
@@ -115,12 +120,20 @@ class ProfileConfig:
             raise ValueError("seq_len must be >= 2 and batch_size >= 1")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be positive or None, got {self.max_tokens!r}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ValueError(f"max_items must be positive or None, got {self.max_items!r}")
+
+    @property
+    def content_parallel(self) -> bool:
+        """True when every language profiles the same items (no token budget)."""
+        return self.max_tokens is None
 
     @property
     def key(self) -> str:
         budget = "all" if self.max_tokens is None else str(self.max_tokens)
+        items = "" if self.max_items is None else f"_I{self.max_items}"
         return (f"{self.rule.key}_{self.source}-{self.split}_L{self.seq_len}_T{budget}"
-                f"_bos{int(not self.exclude_bos)}")
+                f"_bos{int(not self.exclude_bos)}{items}")
 
 
 @dataclasses.dataclass(frozen=True)

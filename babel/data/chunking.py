@@ -27,6 +27,9 @@ class TokenChunks:
         n_tokens: Real tokens (mask sum), BOS positions included.
         n_content_tokens: Real tokens that came from the texts (BOS positions excluded).
         has_bos: Whether position 0 of every chunk is the BOS token.
+        n_items: Items whose tokens entered the chunks (a token budget can cut the stream
+            inside the last of them); items are packed in order, so they are the first
+            ``n_items`` texts.
     """
 
     input_ids: torch.Tensor
@@ -34,6 +37,7 @@ class TokenChunks:
     n_tokens: int
     n_content_tokens: int
     has_bos: bool
+    n_items: int = 0
 
     def __post_init__(self) -> None:
         if self.input_ids.ndim != 2 or self.input_ids.shape != self.attention_mask.shape:
@@ -100,10 +104,15 @@ def chunk_texts(
         raise ValueError(f"max_tokens={max_tokens} must be >= 1, or None for no budget")
     pieces: list[np.ndarray] = []
     sep = np.asarray(separator_ids(tokenizer, separator), dtype=np.int64)
+    starts = []  # stream offset where each item's own tokens begin
+    offset = 0
     for i, ids in enumerate(_encode(list(texts), tokenizer)):
         if i and sep.size:
             pieces.append(sep)
+            offset += sep.size
+        starts.append(offset)
         pieces.append(np.asarray(ids, dtype=np.int64))
+        offset += len(ids)
     stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
     if max_tokens is not None:
         stream = stream[:max_tokens]
@@ -126,6 +135,7 @@ def chunk_texts(
         n_tokens=int(mask.sum()),
         n_content_tokens=n,
         has_bos=bos is not None,
+        n_items=int(np.searchsorted(np.asarray(starts, dtype=np.int64), stream.size, side="left")),
     )
 
 

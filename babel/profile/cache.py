@@ -7,9 +7,10 @@ weights and the same text. :func:`profile_languages` computes only the missing l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from babel.construct.partition import Partition
 from babel.core import paths
 from babel.core.artifacts import atomic_path, config_dict, read_json, sha256_file
 from babel.core.config import ProfileConfig
-from babel.data.chunking import chunk_texts
+from babel.data.chunking import TokenChunks, chunk_texts
 from babel.data.corpus import SPLIT_RULE, load_items
 from babel.models.loading import model_name as _name
 from babel.profile.profiler import Profile, profile_chunks
@@ -33,12 +34,21 @@ def _corpus_digest(lang: str, source: str) -> str:
     return f"{source}-{SPLIT_RULE}"
 
 
-def language_chunks(tokenizer, lang: str, cfg: ProfileConfig):
-    """The token chunks of one language under ``cfg`` (from :mod:`babel.corpus`)."""
+def items_sha256(ids: Sequence[str]) -> str:
+    """Hash of an ordered list of item ids (which content a profile covers)."""
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
 
-    items = load_items(lang, source=cfg.source, split=cfg.split)
-    return chunk_texts([it.text for it in items], tokenizer, seq_len=cfg.seq_len,
-                       max_tokens=cfg.max_tokens)
+
+def language_chunks(tokenizer, lang: str, cfg: ProfileConfig) -> tuple[TokenChunks, list[str]]:
+    """The token chunks of one language under ``cfg``, and the ids of the items they hold.
+
+    ``cfg.max_items`` keeps the first N items of the split (the same ids in every language);
+    ``cfg.max_tokens`` cuts the token stream (the ids then differ between languages).
+    """
+    items = load_items(lang, source=cfg.source, split=cfg.split, max_items=cfg.max_items)
+    chunks = chunk_texts([it.text for it in items], tokenizer, seq_len=cfg.seq_len,
+                         max_tokens=cfg.max_tokens)
+    return chunks, [it.id for it in items[:chunks.n_items]]
 
 
 def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: str,
@@ -55,14 +65,16 @@ def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: st
     if path.exists() and not refresh:
         saved = read_json(path.with_suffix(".json"))
         if all(saved.get(k) == v for k, v in meta.items()):
-            return Profile.load(path, lang)
-    chunks = language_chunks(tokenizer, lang, cfg)
+            return Profile.load(path, lang, items_sha256=saved.get("items_sha256", ""))
+    chunks, ids = language_chunks(tokenizer, lang, cfg)
     t0 = time.perf_counter()
     prof = profile_chunks(model, partition, cfg.rule, chunks.input_ids, chunks.attention_mask,
                           lang=lang, batch_size=cfg.batch_size, bos_id=tokenizer.bos_token_id,
                           exclude_bos=cfg.exclude_bos, progress=progress)
     secs = time.perf_counter() - t0
-    meta |= {"tokens": prof.tokens, "seconds": round(secs, 2),
+    prof.items_sha256 = items_sha256(ids)
+    meta |= {"items": len(ids), "items_sha256": prof.items_sha256,
+             "tokens": prof.tokens, "seconds": round(secs, 2),
              "tokens_per_second": round(int(chunks.attention_mask.sum()) / max(secs, 1e-9), 1)}
     prof.save(path, meta)
     return prof
@@ -81,8 +93,26 @@ def profile_languages(model: nn.Module, tokenizer, partition: Partition,
             for lang in langs}
 
 
-def frequency_tensor(profiles: dict[str, Profile]) -> tuple[list[str], np.ndarray]:
-    """Languages and their stacked frequency matrices ``[n_lang, L, E]``."""
+class MixedItemsError(ValueError):
+    """Profiles of different languages cover different corpus items."""
+
+
+def frequency_tensor(profiles: dict[str, Profile], *,
+                     same_items: bool = False) -> tuple[list[str], np.ndarray]:
+    """Languages and their stacked frequency matrices ``[n_lang, L, E]``.
+
+    Args:
+        profiles: Profiles by language.
+        same_items: Refuse profiles that cover different items (a content-parallel comparison
+            must compare the same content in every language).
+    """
+    if same_items:
+        hashes = {p.items_sha256 for p in profiles.values()}
+        if len(hashes) > 1 or "" in hashes:
+            raise MixedItemsError(
+                "the profiles cover different corpus items, so language differences would mix "
+                "with content differences; profile with max_tokens=None (same items in every "
+                "language), or compare them knowingly with same_items=False")
     langs = list(profiles)
     return langs, np.stack([profiles[lang].frequency for lang in langs])
 

@@ -44,6 +44,7 @@ class Profile:
     chunk_tokens: np.ndarray  # [C] int64
     neuron_active: np.ndarray  # [L, N] int64
     neuron_abs: np.ndarray  # [L, N] float64
+    items_sha256: str = ""  # which corpus items were profiled (ids, in order)
 
     @property
     def counts(self) -> np.ndarray:
@@ -78,10 +79,10 @@ class Profile:
         write_json(path.with_suffix(".json"), meta)
 
     @classmethod
-    def load(cls, path: Path, lang: str) -> Profile:
+    def load(cls, path: Path, lang: str, *, items_sha256: str = "") -> Profile:
         with np.load(path) as z:
             return cls(lang, z["chunk_counts"], z["chunk_tokens"], z["neuron_active"],
-                       z["neuron_abs"])
+                       z["neuron_abs"], items_sha256)
 
 
 def valid_mask(input_ids: Tensor, attention_mask: Tensor, *, bos_id: int | None,

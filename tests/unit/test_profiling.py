@@ -66,20 +66,6 @@ def _reference(model, part, rule, ids, am, bos):
     return counts, tokens, active
 
 
-class _ByteTokenizer:
-    """Bytes mod 90 + 3 as token ids (enough to feed real corpus text to a tiny model)."""
-
-    bos_token_id = 1
-    pad_token_id = 0
-
-    def encode(self, text, add_special_tokens=False):
-        return [3 + b % 90 for b in text.encode("utf-8")]
-
-    def __call__(self, texts, add_special_tokens=False):
-        return {"input_ids": [self.encode(t) for t in texts]}
-
-
-
 @pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gemma"])
 def test_counts_equal_loop_reference(fixture, request):
     model = request.getfixturevalue(fixture)
@@ -132,7 +118,7 @@ def test_classes_on_planted_frequencies():
     assert c.specific[2, 1, 2] and c.specific.sum() == 1
 
 
-def test_cache_reuse_and_only_missing_languages(tiny_llama, monkeypatch):
+def test_cache_reuse_and_only_missing_languages(tiny_llama, byte_tokenizer, monkeypatch):
     import babel.profile.cache as prof
     from babel.core.config import ProfileConfig
     from babel.profile.cache import profile_languages
@@ -142,7 +128,7 @@ def test_cache_reuse_and_only_missing_languages(tiny_llama, monkeypatch):
     calls = []
     real = prof.profile_chunks
     monkeypatch.setattr(prof, "profile_chunks", lambda *a, **k: calls.append(k["lang"]) or real(*a, **k))
-    tok = _ByteTokenizer()
+    tok = byte_tokenizer
     first = profile_languages(tiny_llama, tok, part, ["en"], cfg, progress=False)
     both = profile_languages(tiny_llama, tok, part, ["en", "fr"], cfg, progress=False)
     assert calls == ["en", "fr"]  # en came from the cache the second time
