@@ -18,7 +18,9 @@ identical with lang2vec's later ``distance()``:
   URIEL vectors (``syntax_knn``, ``phonology_knn``, ``inventory_knn``).
 
 Identity distances complete them: ``script`` (0 same ISO 15924 script, 1 different) and
-``family`` (0 same top-level family, 1 different), from ``data/languages.csv``.
+``family`` (0 same top-level family, 1 different), from ``data/languages.csv``, and the
+genealogy at branch resolution, ``genealogical (branch)`` (:func:`branch_distance`: 0 same
+branch, 0.5 same family in another branch, 1 different family).
 
 **Mantel tests** correlate the upper triangles of two distance matrices (Spearman by
 default) and permute rows and columns of the first together; the partial Mantel test
@@ -161,6 +163,35 @@ def label_distance(langs: Sequence[str], field: str) -> np.ndarray:
     return (lab[:, None] != lab[None, :]).astype(np.float64)
 
 
+#: Name of the branch-resolution genealogical distance among the predictors.
+BRANCH = "genealogical (branch)"
+
+#: Partial Mantel tests of :func:`mantel_table`: ``(predictor, controlling for)``.
+PARTIALS: tuple[tuple[str, str], ...] = (("genetic", "script"), ("script", "genetic"),
+                                         (BRANCH, "script"), ("script", BRANCH))
+
+
+def branch_distance(codes: Sequence[str]) -> np.ndarray:
+    """Genealogical distance at branch resolution, from ``data/languages.csv``.
+
+    Values: ``0`` for the same branch (genus; e.g. French and Spanish, both Romance),
+    ``0.5`` for the same top-level family but another branch (French and German,
+    Indo-European), ``1`` for different families (French and Arabic). The diagonal is 0.
+
+    Args:
+        codes: Language codes of ``data/languages.csv`` (``fr``, ``sr-Cyrl``, ...).
+
+    Returns:
+        ``[n, n]`` symmetric distance matrix.
+    """
+    langs = [get_language(c) for c in codes]
+    fam = np.array([lg.family for lg in langs], dtype=object)
+    br = np.array([f"{lg.family}/{lg.branch}" for lg in langs], dtype=object)
+    same_family = fam[:, None] == fam[None, :]
+    same_branch = br[:, None] == br[None, :]
+    return np.where(same_branch, 0.0, np.where(same_family, 0.5, 1.0))
+
+
 @dataclasses.dataclass(frozen=True)
 class LinguisticDistances:
     """Distances among the languages URIEL knows.
@@ -168,7 +199,8 @@ class LinguisticDistances:
     Attributes:
         langs: Languages kept (in the input order).
         dropped: Languages without a URIEL code or vector.
-        matrices: ``{kind: [n, n]}`` for URIEL kinds plus ``script`` and ``family``.
+        matrices: ``{kind: [n, n]}`` for URIEL kinds plus ``script``, ``family`` and
+            ``genealogical (branch)`` (:data:`BRANCH`).
     """
 
     langs: tuple[str, ...]
@@ -178,7 +210,7 @@ class LinguisticDistances:
 
 def linguistic_distances(langs: Sequence[str], *,
                          kinds: Sequence[str] = URIEL_KINDS) -> LinguisticDistances:
-    """URIEL, script and family distances; languages URIEL lacks are dropped (and listed)."""
+    """URIEL, script, family and branch distances; languages URIEL lacks are dropped (listed)."""
 
     known = uriel_languages()
     keep, codes, dropped = [], [], []
@@ -190,7 +222,9 @@ def linguistic_distances(langs: Sequence[str], *,
         else:
             dropped.append(lang)
     mats = {k: uriel_distance(k, codes) for k in kinds} if len(keep) >= 2 else {}
-    mats |= {f: label_distance(keep, f) for f in ("script", "family")} if len(keep) >= 2 else {}
+    if len(keep) >= 2:
+        mats |= {f: label_distance(keep, f) for f in ("script", "family")}
+        mats[BRANCH] = branch_distance(keep)
     return LinguisticDistances(tuple(keep), tuple(dropped), mats)
 
 
@@ -287,8 +321,7 @@ def partial_mantel(x: np.ndarray, y: np.ndarray, z: np.ndarray, *,
 
 
 def mantel_table(activation: np.ndarray, predictors: Mapping[str, np.ndarray], *,
-                 partials: Sequence[tuple[str, str]] = (("genetic", "script"),
-                                                         ("script", "genetic")),
+                 partials: Sequence[tuple[str, str]] = PARTIALS,
                  method: Literal["spearman", "pearson"] = "spearman",
                  n_permutations: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Mantel test of ``activation`` distance against each predictor, then the partial ones.

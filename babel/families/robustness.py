@@ -33,13 +33,14 @@ Input everywhere is a stack of per-language frequency matrices ``freq[n_lang, L,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from babel.construct.partition import get_partition
-from babel.core.config import ProfileConfig
+from babel.core.config import PartitionConfig, ProfileConfig, SelectionRule
 from babel.families.similarity import Metric, similarity
 from babel.families.stats import label_table
 from babel.profile.cache import frequency_tensor, profile_languages
@@ -71,9 +72,43 @@ def robustness_table(settings: Mapping[str, np.ndarray], langs: Sequence[str], *
     return pd.DataFrame(rows)
 
 
+def robustness_settings(partition: PartitionConfig, rule: SelectionRule, *,
+                        experts: Sequence[int] = (), shares: Sequence[float] = (),
+                        random_partition: bool = True
+                        ) -> dict[str, tuple[PartitionConfig, SelectionRule]]:
+    """The robustness settings: vary E, then the share r, then a random partition.
+
+    Args:
+        partition: The experiment's partition (its method, projection and seed are kept).
+        rule: The experiment's selection rule (its kind is kept).
+        experts: Numbers of experts E, each with the experiment's share.
+        shares: Selection shares r, each with the experiment's E.
+        random_partition: Add a random partition of the experiment's E (unless the
+            experiment's partition is already random).
+
+    Returns:
+        ``{"<method> E=<E> r=<r>": (PartitionConfig, SelectionRule)}`` in that order (a
+        setting named twice is the same setting, kept once).
+    """
+    method, n, share = partition.method, partition.n_experts, rule.share
+    main_rule = SelectionRule(kind=rule.kind, share=share, z=rule.z)
+    out: dict[str, tuple[PartitionConfig, SelectionRule]] = {}
+    for e in experts:
+        out[f"{method} E={e} r={share:g}"] = (
+            PartitionConfig(n_experts=e, method=method, projection=partition.projection,
+                            seed=partition.seed), main_rule)
+    for r in shares:
+        out[f"{method} E={n} r={r:g}"] = (partition, SelectionRule(kind=rule.kind, share=r, z=rule.z))
+    if random_partition and method != "random":
+        out[f"random E={n} r={share:g}"] = (
+            PartitionConfig(n_experts=n, method="random", seed=partition.seed), main_rule)
+    return out
+
+
 def setting_frequencies(model, tokenizer, langs: Sequence[str],
                         settings: Mapping[str, tuple], *, max_tokens: int | None,
-                        model_name: str | None = None) -> dict[str, np.ndarray]:
+                        model_name: str | None = None,
+                        profile: ProfileConfig | None = None) -> dict[str, np.ndarray]:
     """Frequencies ``[n_lang, L, E]`` of several (partition, rule) settings, through the cache.
 
     Args:
@@ -82,6 +117,8 @@ def setting_frequencies(model, tokenizer, langs: Sequence[str],
         settings: ``{name: (PartitionConfig, SelectionRule)}``.
         max_tokens: Profiling budget per language.
         model_name: Name for the cache (default: the model's).
+        profile: Base profiling config (corpus, chunking); its rule and token budget are
+            replaced by each setting's and ``max_tokens`` (default: ``ProfileConfig()``).
 
     Returns:
         ``{name: frequency}``, plus ``"neurons"``: the ``[n_lang, L, N]`` gate-activation
@@ -90,10 +127,11 @@ def setting_frequencies(model, tokenizer, langs: Sequence[str],
 
     out: dict[str, np.ndarray] = {}
     profiles = {}
+    base = profile or ProfileConfig()
     for name, (pcfg, rule) in settings.items():
         part = get_partition(model, pcfg, model_name=model_name)
         profiles = profile_languages(model, tokenizer, part, langs,
-                                     ProfileConfig(rule=rule, max_tokens=max_tokens),
+                                     dataclasses.replace(base, rule=rule, max_tokens=max_tokens),
                                      model_name=model_name, progress=False)
         out[name] = frequency_tensor(profiles)[1]
     if profiles:

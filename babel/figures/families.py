@@ -1,43 +1,13 @@
-"""Do activation patterns follow language families or scripts? Similarities, clusters, tests.
-
-Input everywhere is a stack of per-language frequency matrices ``freq[n_lang, L, E]``
-(:func:`babel.profiling.frequency_tensor`), or any ``[n_lang, ...]`` array (raw neurons:
-``Profile.neuron_frequency``). Design choices the paper leaves open, taken here:
-
-- **Similarity** of two languages = similarity of their flattened frequency vectors (all L·E
-  experts, or one layer's E for per-layer curves). Four metrics:
-
-  - ``"centered"`` (default): cosine after subtracting each expert's mean frequency over the
-    languages analysed, so only how a language *deviates* from the average language counts.
-    Without it the experts every language selects (the shared, always-on structure) dominate
-    and every pair scores close to 1. It depends on the language set: adding languages moves
-    the mean.
-  - ``"cosine"``: cosine of the raw frequencies (shown for contrast).
-  - ``"pearson"``: correlation of the two vectors (each centred over its own experts): removes
-    a language's overall level, keeps the shared profile.
-  - ``"jaccard"``: overlap of the two languages' top-k experts, ``k = top_share`` of the
-    experts compared (all L·E, or E per layer).
-
-- **Clusters**: average linkage (UPGMA, scipy) on ``1 - similarity``, cut at the number of
-  groups of the labelling it is compared with; agreement = adjusted Rand index and NMI
-  (sklearn). The ARI's p-value shuffles the labels (vectorised contingency tables).
-- **Separation** of a labelling: mean similarity of same-label pairs minus mean similarity of
-  different-label pairs (unordered pairs). Its permutation test shuffles labels over
-  languages; with ``strata`` labels are shuffled only within strata and only within-stratum
-  pairs count (family effect among same-script pairs, or script effect among same-family
-  pairs). One-sided p = (1 + #{null >= observed}) / (1 + P).
-- **Bootstrap**: each language's token chunks are resampled with replacement (multinomial
-  chunk weights), frequency = Σ counts / Σ tokens, similarities recomputed; percentile
-  intervals.
-"""
+"""Figures of the language-family analysis (notebook 03): clustermap, layer curves, LAPE."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from babel.core import paths
 from babel.families.similarity import language_labels
 from babel.families.stats import cluster_tree
 
@@ -81,3 +51,65 @@ def clustermap(sim: np.ndarray, langs: Sequence[str], *, title: str = "",
     if title:
         g.figure.suptitle(title, y=1.02)
     return g
+
+
+def save_figure(fig, content: str, model: str) -> str | None:
+    """Save under :func:`babel.core.paths.figure_file`; return the file name (None: no figure)."""
+    if fig is None:
+        return None
+    path = paths.figure_file(content, model)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path.name
+
+
+def layer_separation_plot(tables: Mapping[str, pd.DataFrame], n_layers: Mapping[str, int], *,
+                          threshold: float = 2.0):
+    """Per-layer separation z (one panel per model, one line per labelling).
+
+    Args:
+        tables: ``{model: layer_separation table}`` (``layer, labelling, z``).
+        n_layers: ``{model: number of layers}`` (depth is shown relative: layer / last).
+        threshold: A dashed reference line (z = 2: roughly more than chance).
+
+    Returns:
+        The matplotlib figure (None when there is no table).
+    """
+    import matplotlib.pyplot as plt
+
+    if not tables:
+        return None
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 3.8), sharey=True,
+                             squeeze=False)
+    for ax, (name, table) in zip(axes[0], tables.items()):
+        for lab, grp in table.groupby("labelling"):
+            ax.plot(grp.layer / max(n_layers[name] - 1, 1), grp.z, marker="o", ms=3, label=lab)
+        ax.axhline(threshold, color="grey", lw=0.8, ls="--")
+        ax.set(title=name, xlabel="relative depth (layer / last layer)")
+    axes[0, 0].set_ylabel("separation z (vs label shuffles)")
+    axes[0, 0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def lape_layers_plot(per_layer: Mapping[str, pd.Series]):
+    """LAPE language-specific neurons per layer (all languages), one line per model.
+
+    Args:
+        per_layer: ``{model: counts indexed by layer}``.
+
+    Returns:
+        The matplotlib figure (None when there is no model).
+    """
+    import matplotlib.pyplot as plt
+
+    if not per_layer:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for name, counts in per_layer.items():
+        ax.plot(counts.index / max(len(counts) - 1, 1), counts.values, marker="o", ms=3,
+                label=name)
+    ax.set(xlabel="relative depth", ylabel="LAPE language-specific neurons",
+           title="LAPE neurons per layer (all languages)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
