@@ -30,6 +30,9 @@ class TokenChunks:
         n_items: Items whose tokens entered the chunks (a token budget can cut the stream
             inside the last of them); items are packed in order, so they are the first
             ``n_items`` texts.
+        item_index: LongTensor ``[n_chunks, seq_len]``: which text each position's token came
+            from (a separator belongs to the text before it); -1 for BOS and padding. Lets
+            a per-token statistic be summed per item (bootstrap over items).
     """
 
     input_ids: torch.Tensor
@@ -38,6 +41,7 @@ class TokenChunks:
     n_content_tokens: int
     has_bos: bool
     n_items: int = 0
+    item_index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.input_ids.ndim != 2 or self.input_ids.shape != self.attention_mask.shape:
@@ -125,10 +129,14 @@ def chunk_texts(
     ids[:n] = stream
     mask = np.zeros(n_chunks * width, dtype=np.int64)
     mask[:n] = 1
+    item = np.full(n_chunks * width, -1, dtype=np.int64)
+    item[:n] = np.searchsorted(np.asarray(starts, dtype=np.int64), np.arange(n), side="right") - 1
     ids, mask = ids.reshape(n_chunks, width), mask.reshape(n_chunks, width)
+    item = item.reshape(n_chunks, width)
     if bos is not None:
         ids = np.concatenate([np.full((n_chunks, 1), bos, dtype=np.int64), ids], axis=1)
         mask = np.concatenate([np.ones((n_chunks, 1), dtype=np.int64), mask], axis=1)
+        item = np.concatenate([np.full((n_chunks, 1), -1, dtype=np.int64), item], axis=1)
     return TokenChunks(
         input_ids=torch.from_numpy(ids),
         attention_mask=torch.from_numpy(mask),
@@ -136,6 +144,7 @@ def chunk_texts(
         n_content_tokens=n,
         has_bos=bos is not None,
         n_items=int(np.searchsorted(np.asarray(starts, dtype=np.int64), stream.size, side="left")),
+        item_index=torch.from_numpy(item),
     )
 
 

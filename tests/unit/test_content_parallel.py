@@ -48,3 +48,10 @@ def test_same_items_everywhere_unless_a_token_budget(tiny_llama, byte_tokenizer)
     again = profile_languages(tiny_llama, byte_tokenizer, part, langs,
                               ProfileConfig(max_items=6, seq_len=64), progress=False)
     assert again["zh-Hans"].items_sha256 == parallel["zh-Hans"].items_sha256
+
+
+def test_every_position_knows_its_item(byte_tokenizer):
+    texts = ["ab", "cde", "f"]  # stream: a b | c d e | f  (| = 1-token separator)
+    ch = chunk_texts(texts, byte_tokenizer, seq_len=4)  # BOS + 3 per chunk
+    assert ch.item_index.tolist() == [[-1, 0, 0, 0], [-1, 1, 1, 1], [-1, 1, 2, -1]]
+    assert ch.n_items == 3
