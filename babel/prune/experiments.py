@@ -1,0 +1,413 @@
+"""The pruning experiments of notebook 04 (and the pruning benchmark), one function per step.
+
+Every step takes an :class:`~babel.prune.evaluation.Evaluator` (held-out perplexity of one
+model under neuron masks, memoised), per-language expert frequencies ``[L, E]`` and the
+partition that turns expert masks into neuron masks (:func:`babel.prune.masks.neuron_keep_mask`,
+the one expansion), and returns a tidy table plus a JSON-ready summary:
+
+- :func:`perplexity_sweep` — frequency-based masks (global ranking, adaptive per-layer
+  allocation) against random masks (matched per-layer counts, uniform counts) over seeds;
+  :func:`median_rise` aggregates it (mean over seeds per language, median over languages);
+- :func:`prune_check` — the structurally sliced model equals the masked one; save/reload;
+- :func:`cross_language` — masks from language A evaluated on language B;
+- :func:`causal_removal` — remove only one language's specific experts (and a random control);
+- :func:`speed_rows` / :func:`speed_table` — measured speedups of sliced models against FLOPs;
+- :func:`construction_comparison` — the same pruning under different expert constructions.
+
+The rise of a mask on a language is ``ppl / ppl_dense - 1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from babel.construct.partition import Partition, get_partition, single_neuron_partition
+from babel.core.config import PartitionConfig
+from babel.data.chunking import chunk_texts
+from babel.data.corpus import load_items
+from babel.data.languages import get_language
+from babel.models.ffn import ffn_layers
+from babel.models.surgery import load_pruned, prune_model, save_pruned
+from babel.prune.evaluation import Evaluator, perplexity, speedups, throughput
+from babel.prune.flops import flops_per_token, theoretical_speedup
+from babel.prune.masks import (
+    group_keep_mask,
+    keep_mask,
+    neuron_keep_mask,
+    random_keep_mask,
+    random_like,
+    removal_mask,
+    uniform_random_mask,
+)
+
+#: The four mask kinds of the sweep, in display order.
+MASK_METHODS = ("frequency (global)", "frequency (adaptive)", "random (matched)",
+                "random (uniform)")
+SUMMED = "all (summed)"
+
+
+def expert_masks(freq: np.ndarray, share: float, *,
+                 seeds: Sequence[int]) -> list[tuple[str, int | None, np.ndarray]]:
+    """The sweep's expert keep-masks ``[L, E]`` of one language at kept share ``share``.
+
+    Args:
+        freq: ``[L, E]`` activation frequency of the language.
+        share: Kept share ``k`` of all experts.
+        seeds: Seeds of the random baselines.
+
+    Returns:
+        ``(method, seed, mask)`` triples: the two frequency masks (seed None), then per seed
+        a random mask with the global mask's per-layer counts and a uniform random mask.
+    """
+    g = keep_mask(freq, share, allocation="global")
+    out = [("frequency (global)", None, g),
+           ("frequency (adaptive)", None, keep_mask(freq, share, allocation="adaptive"))]
+    for s in seeds:
+        out.append(("random (matched)", s, random_like(g, seed=s)))
+        out.append(("random (uniform)", s, uniform_random_mask(*g.shape, share, seed=s)))
+    return out
+
+
+def perplexity_sweep(ev: Evaluator, freqs: Mapping[str, np.ndarray], partition: Partition, *,
+                     kept_shares: Sequence[float], seeds: Sequence[int],
+                     languages: Sequence[str] | None = None,
+                     methods: Sequence[str] = MASK_METHODS) -> pd.DataFrame:
+    """Held-out perplexity of every mask of :func:`expert_masks`, per language and share.
+
+    Args:
+        ev: Evaluator with chunks for every language.
+        freqs: ``{language: [L, E] frequency}`` (from the profiling split).
+        partition: The partition the frequencies were profiled with.
+        kept_shares: Shares ``k``; ``1.0`` evaluates the dense model (method ``"dense"``).
+        seeds: Seeds of the random baselines.
+        languages: Languages to sweep (default: every key of ``freqs``).
+        methods: The mask kinds evaluated (default: all of :data:`MASK_METHODS`).
+
+    Returns:
+        One row per (language, k, method, seed): ``ppl``, ``rise`` and counted ``tokens``.
+    """
+    rows = []
+    for lang in languages or list(freqs):
+        dense = ev(None, lang)
+        for k in kept_shares:
+            masks = ([("dense", None, None)] if k == 1.0 else
+                     [(n, s, neuron_keep_mask(m, partition))
+                      for n, s, m in expert_masks(freqs[lang], k, seeds=seeds)
+                      if n in methods])
+            for name, s, nm in masks:
+                p = ev(nm, lang)
+                rows.append({"language": lang, "k": k, "method": name, "seed": s, "ppl": p.ppl,
+                             "rise": p.ppl / dense.ppl - 1, "tokens": p.tokens})
+    return pd.DataFrame(rows)
+
+
+def median_rise(sweep: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    """Aggregate a sweep: mean rise over seeds per language, then the median over languages.
+
+    Returns:
+        ``(per_language, summary)``: the Series indexed by (k, method, language) and the
+        table ``k x method`` of median rises.
+    """
+    per_lang = sweep.groupby(["k", "method", "language"]).rise.mean()
+    summary = per_lang.groupby(["k", "method"]).median().unstack("method")
+    return per_lang, summary
+
+
+def table_record(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{f"{k:g}": {column: value}}`` of a table indexed by share (NaN cells left out)."""
+    return {f"{k:g}": {c: float(v) for c, v in r.items() if pd.notna(v)}
+            for k, r in table.iterrows()}
+
+
+def sweep_record(sweep: pd.DataFrame) -> list[dict]:
+    """The sweep's rows as JSON-ready records (rounded to 6 digits, NaN as None)."""
+    return sweep.round(6).astype(object).where(sweep.notna(), None).to_dict("records")
+
+
+def rise_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per language and pruned share: mean and standard deviation over seeds of each method."""
+    return (sweep[sweep.k < 1].groupby(["language", "k", "method"])
+            .agg(rise=("rise", "mean"), rise_sd=("rise", "std")).unstack("method"))
+
+
+def allocation_table(freq: np.ndarray, share: float) -> pd.DataFrame:
+    """Kept share of each layer's experts under the global and the adaptive allocation."""
+    return pd.DataFrame({"layer": np.arange(freq.shape[0]),
+                         "global": keep_mask(freq, share, allocation="global").mean(1),
+                         "adaptive": keep_mask(freq, share, allocation="adaptive").mean(1)})
+
+
+def prune_check(ev: Evaluator, keep_neurons: np.ndarray, lang: str, *, folder,
+                meta: Mapping | None = None) -> dict:
+    """Slice the weights of one mask for real: same perplexity as masking; save and reload.
+
+    Args:
+        ev: Evaluator of the dense model (its chunks, batch size and BOS id are used).
+        keep_neurons: ``[L, N]`` neuron keep-mask.
+        lang: Language evaluated.
+        folder: Where the pruned model is saved (:func:`babel.models.surgery.save_pruned`).
+        meta: Extra settings saved beside it.
+
+    Returns:
+        Masked and sliced perplexities and their difference, the largest logit difference
+        after reloading, parameter counts and the saved size in MB.
+    """
+    lm = ev.model
+    pruned = prune_model(lm, keep_neurons)
+    p_sliced = perplexity(pruned, ev.chunks[lang], batch_size=ev.batch_size, bos_id=ev.bos_id)
+    p_masked = ev(keep_neurons, lang)
+    folder = save_pruned(pruned, folder, meta=dict(meta or {}))
+    reloaded = load_pruned(folder)
+    ids = ev.chunks[lang].input_ids[:1, :32]
+    with torch.no_grad():
+        diff = float((reloaded(input_ids=ids).logits - pruned(input_ids=ids).logits).abs().max())
+    return {"ppl_masked": p_masked.ppl, "ppl_sliced": p_sliced.ppl,
+            "abs_diff": abs(p_masked.ppl - p_sliced.ppl), "reload_max_logit_diff": diff,
+            "params_dense": sum(p.numel() for p in lm.parameters()),
+            "params_pruned": sum(p.numel() for p in pruned.parameters()),
+            "saved_mb": round(sum(f.stat().st_size for f in folder.iterdir()) / 2**20, 1)}
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def cross_language(ev: Evaluator, freqs: Mapping[str, np.ndarray], partition: Partition, *,
+                   share: float, languages: Sequence[str],
+                   family: Mapping[str, str] | None = None,
+                   branch: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Masks from language A (global allocation) evaluated on language B, at one share.
+
+    The last row is a multilingual mask ranked by the languages' summed frequencies.
+
+    Args:
+        ev: Evaluator with chunks for every language.
+        freqs: ``{language: [L, E] frequency}``.
+        partition: The partition of the frequencies.
+        share: Kept share ``k``.
+        languages: Languages crossed (at least 2).
+        family: Family of each language (pairs are grouped by it; default: the language
+            table's) ...
+        branch: ... and by branch (e.g. Romance; default: the language table's).
+
+    Returns:
+        ``(matrix, summary)``: rises ``[mask language (+ summed), evaluated language]`` and
+        the summary: for each evaluated language whether its own mask is the best
+        (``diagonal_best``), and mean rises of own / same-branch / same-family-other-branch /
+        other-family pairs and of the summed mask.
+    """
+    langs = list(languages)
+    if len(langs) < 2:
+        raise ValueError(f"the cross-language matrix needs >= 2 languages, got {langs}")
+    family = family or {x: get_language(x).family for x in langs}
+    branch = branch or {x: get_language(x).branch for x in langs}
+    cross = pd.DataFrame(index=langs + [SUMMED], columns=langs, dtype=float)
+    for a in langs + [SUMMED]:
+        m = (group_keep_mask(np.stack([freqs[x] for x in langs]), share, combine="sum")
+             if a == SUMMED else keep_mask(freqs[a], share))
+        nm = neuron_keep_mask(m, partition)
+        for b in langs:
+            cross.loc[a, b] = ev.rise(nm, b)
+    own = cross.loc[langs, langs]
+    diag_best = {b: bool(own[b].idxmin() == b) for b in langs}
+    pairs = [(a, b) for a in langs for b in langs if a != b]
+    same_branch = [own.loc[a, b] for a, b in pairs if branch[a] == branch[b]]
+    same_fam = [own.loc[a, b] for a, b in pairs
+                if family[a] == family[b] and branch[a] != branch[b]]
+    other_fam = [own.loc[a, b] for a, b in pairs if family[a] != family[b]]
+    summary = {"k": share, "diagonal_best": diag_best,
+               "n_diagonal_best": sum(diag_best.values()),
+               "mean_rise_own": float(np.diag(own.values).mean()),
+               "mean_rise_same_branch": _mean_or_none(same_branch),
+               "mean_rise_same_family_other_branch": _mean_or_none(same_fam),
+               "mean_rise_other_family": _mean_or_none(other_fam),
+               "mean_rise_summed_mask": float(cross.loc[SUMMED].mean())}
+    return cross, summary
+
+
+def matrix_record(matrix: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{row: {column: value}}`` of a numeric matrix."""
+    return {a: {b: float(v) for b, v in r.items()} for a, r in matrix.iterrows()}
+
+
+def causal_removal(ev: Evaluator, specific: np.ndarray, specific_languages: Sequence[str],
+                   freq: np.ndarray, partition: Partition, *, target: str,
+                   languages: Sequence[str], seeds: Sequence[int]) -> tuple[pd.DataFrame, dict]:
+    """Remove only the experts specific to ``target``; evaluate every language.
+
+    The control removes the same number of random experts per layer (one mask per seed,
+    mean and standard deviation over seeds). A layer never loses all its experts
+    (:func:`babel.prune.masks.removal_mask`).
+
+    Args:
+        ev: Evaluator with chunks for every language.
+        specific: ``[n_lang, L, E]`` bool, the experts specific to each language
+            (:attr:`babel.profile.classes.ExpertClasses.specific`).
+        specific_languages: The languages of ``specific``'s first axis (``target`` among them).
+        freq: ``[L, E]`` frequency of ``target`` (keeps a layer's most frequent expert if
+            all its experts are specific).
+        partition: The partition of the frequencies.
+        target: The language whose specific experts are removed.
+        languages: Languages evaluated (``target`` among them).
+        seeds: Seeds of the random control.
+
+    Returns:
+        ``(table, summary)``; with no specific expert the table is empty and the summary
+        holds ``n_specific = 0`` only.
+    """
+    specific = np.asarray(specific, dtype=bool)
+    spec = specific[list(specific_languages).index(target)]
+    n_spec = int(spec.sum())
+    if not n_spec:
+        return pd.DataFrame(), {"language": target, "n_specific": 0}
+    keep = removal_mask(spec, freq)
+    nm = neuron_keep_mask(keep, partition)
+    rows = []
+    for b in languages:
+        rnd = [ev.rise(neuron_keep_mask(random_like(keep, seed=s), partition), b) for s in seeds]
+        rows.append({"language": b, "is_target": b == target,
+                     "rise_specific_removed": ev.rise(nm, b),
+                     "rise_random_removed": float(np.mean(rnd)),
+                     "rise_random_sd": float(np.std(rnd, ddof=1)) if len(rnd) > 1 else 0.0})
+    table = pd.DataFrame(rows)
+    tgt, others = table[table.is_target].iloc[0], table[~table.is_target]
+    summary = {"language": target, "n_specific": n_spec,
+               "specific_per_language": {x: int(specific[i].sum())
+                                         for i, x in enumerate(specific_languages)},
+               "rise_target": float(tgt.rise_specific_removed),
+               "rise_others_mean": float(others.rise_specific_removed.mean()),
+               "rise_target_random": float(tgt.rise_random_removed),
+               "rise_others_random_mean": float(others.rise_random_removed.mean())}
+    return table, summary
+
+
+def speed_batch(tokenizer, lang: str, *, batch: int, seq_len: int,
+                source: str = "builtin") -> torch.Tensor:
+    """``[batch, seq_len]`` token ids of held-out text (the evaluation split) of ``lang``."""
+    text = " ".join(it.text for it in load_items(lang, source=source, split="evaluation"))
+    return chunk_texts([text], tokenizer, seq_len=seq_len,
+                       max_tokens=batch * (seq_len - 1)).input_ids[:batch]
+
+
+def layer_share_keep(model: nn.Module, share: float) -> list[np.ndarray]:
+    """Neuron keep-masks keeping ``round(share·N)`` random neurons in every layer (seed = layer).
+
+    For models without profiles: speed depends only on the kept counts, not on which neurons.
+    """
+    return [random_keep_mask([round(share * v.n_neurons)], v.n_neurons, seed=i)[0]
+            for i, v in enumerate(ffn_layers(model))]
+
+
+def flop_speedup(model: nn.Module, keep_neurons, *, seq_len: int) -> dict[str, float]:
+    """Theoretical (FLOP) speedups of pruning ``model`` to ``keep_neurons``: FFN, body, e2e."""
+    return theoretical_speedup(flops_per_token(model, seq_len=seq_len),
+                               flops_per_token(model, keep_neurons=keep_neurons,
+                                               seq_len=seq_len))
+
+
+def speed_rows(name: str, dense: nn.Module, batch: torch.Tensor,
+               keeps: Mapping[float, object], *, repeats: int, seq_len: int,
+               warmup: int = 1) -> list[dict]:
+    """Time ``dense`` and its sliced copies (one per kept share) together; compare with FLOPs.
+
+    Args:
+        name: Model name (the ``model`` column).
+        dense: The dense model.
+        batch: Token ids ``[B, T]`` every model sees.
+        keeps: ``{share: neuron keep-mask}``; each is sliced with
+            :func:`babel.models.surgery.prune_model`.
+        repeats: Timed rounds (median), after ``warmup`` rounds.
+        seq_len: Context length for the attention FLOPs.
+
+    Returns:
+        One row per share: FFN share of the dense FLOPs, theoretical and measured speedups of
+        the body and end to end, and the dense body's tokens per second.
+    """
+    models = {"dense": dense} | {f"k={k:g}": prune_model(dense, kp) for k, kp in keeps.items()}
+    timing = throughput(models, batch, repeats=repeats, warmup=warmup)
+    sp = speedups(timing)
+    f_dense = flops_per_token(dense, seq_len=seq_len)
+    dense_tok_s = float(timing.set_index(["model", "part"]).tokens_per_s[("dense", "body")])
+    rows = []
+    for (label, pm), k in zip(list(models.items())[1:], keeps, strict=True):
+        th = theoretical_speedup(f_dense, flops_per_token(pm, seq_len=seq_len))
+        rows.append({"model": name, "k": float(k),
+                     "ffn_share_body": f_dense.ffn / f_dense.body,
+                     "ffn_share_end_to_end": f_dense.ffn / f_dense.total,
+                     "theoretical_body": th["body"],
+                     "measured_body": float(sp.loc[label, "speedup_body"]),
+                     "theoretical_end_to_end": th["end_to_end"],
+                     "measured_end_to_end": float(sp.loc[label, "speedup_end_to_end"]),
+                     "dense_body_tok_s": dense_tok_s})
+    return rows
+
+
+def speed_table(rows: Sequence[dict]) -> pd.DataFrame:
+    """:func:`speed_rows` of several models, with measured / theoretical ratios."""
+    speed = pd.DataFrame(list(rows))
+    speed["measured/theoretical body"] = speed.measured_body / speed.theoretical_body
+    speed["measured/theoretical e2e"] = speed.measured_end_to_end / speed.theoretical_end_to_end
+    return speed
+
+
+def construction_partitions(model: nn.Module, cfg: PartitionConfig, *, model_name: str,
+                            current: Partition | None = None) -> dict[str, Partition]:
+    """The constructions compared: ``cfg``'s method, the other of k-means/random, single neurons.
+
+    Args:
+        model: The model.
+        cfg: The experiment's partition settings (the other construction changes only the
+            method).
+        model_name: Name of the partition cache.
+        current: The partition of ``cfg`` if already built.
+    """
+    other = "random" if cfg.method == "kmeans" else "kmeans"
+    return {cfg.method: current or get_partition(model, cfg, model_name=model_name),
+            other: get_partition(model, dataclasses.replace(cfg, method=other),
+                                 model_name=model_name),
+            "single neuron": single_neuron_partition(model, model_name=model_name)}
+
+
+def data_table(profiles: Mapping, chunks: Mapping) -> pd.DataFrame:
+    """Per language: family, profiled tokens and held-out (evaluation) content tokens."""
+    return pd.DataFrame([{"language": lang, "family": get_language(lang).family,
+                          "profiled tokens": profiles[lang].tokens,
+                          "evaluation tokens": chunks[lang].n_content_tokens}
+                         for lang in chunks])
+
+
+def construction_comparison(ev: Evaluator,
+                            constructions: Mapping[str, tuple[Partition, Mapping[str, np.ndarray]]],
+                            *, languages: Sequence[str],
+                            shares: Sequence[float]) -> pd.DataFrame:
+    """Frequency-based pruning (global allocation) under several expert constructions.
+
+    Args:
+        ev: Evaluator with chunks for every language.
+        constructions: ``{name: (partition, {language: [L, E] frequency})}``.
+        languages: Languages evaluated.
+        shares: Kept shares.
+
+    Returns:
+        One row per (construction, language, k) with the rise.
+    """
+    rows = []
+    for cname, (part, freqs) in constructions.items():
+        for lang in languages:
+            for k in shares:
+                nm = neuron_keep_mask(keep_mask(freqs[lang], k), part)
+                rows.append({"construction": cname, "language": lang, "k": k,
+                             "rise": ev.rise(nm, lang)})
+    return pd.DataFrame(rows)
+
+
+def construction_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Median rise over languages, ``k x construction``."""
+    return table.groupby(["k", "construction"]).rise.median().unstack()
+
