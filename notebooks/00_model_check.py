@@ -12,34 +12,48 @@
 # # 00 · Model check: the real model, the corpus, and a first look at the FFNs
 #
 # This notebook checks the chain everything else stands on: the embedded model loads (from
-# its GGUF, cached as safetensors), it continues text sensibly in several languages, every
-# FFN layer is visible through babel's uniform view, and the built-in parallel corpus is what
-# we think it is. It ends with a first activation statistic per layer and language: the
-# share of FFN neurons whose gate fires (`gate·x > 0`) on a token.
+# its GGUF, cached as safetensors), it continues text in several languages (measured: in the
+# prompt's language? repeating itself?), every FFN layer is visible through babel's uniform
+# view, and the built-in parallel corpus is what we think it is. It ends with a first
+# activation statistic per layer and language: the share of FFN neurons whose gate fires
+# (`gate·x > 0`) on a token.
 
 # %% tags=["parameters"]
 model = "gemma-3-270m"
-languages = ["en", "fr", "es", "de", "zh-Hans", "ar"]
+languages = "all"
+corpus = "builtin"
+n_experts = 256
+method = "kmeans"
+projection = "gate"
+seed = 0
+rule = "cross_layer"
+share = 0.2
+z = 1.0
+max_tokens = 3000
+seq_len = 128
+batch_size = 8
+high_factor = 1.0
+low_factor = 0.25
+specific_z = 3.0
+continuation_languages = ["en", "fr", "es", "de", "ru", "zh-Hans", "ja", "ar", "hi", "sw"]
 max_new_tokens = 12
 prompt_words = 6
 
 # %%
 import time
 
-import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 
 from babel.core import paths
-from babel.data.corpus import corpus_stats, load_items
-from babel.models.ffn import body, ffn_layers
-from babel.models.loading import load_model
 from babel.core.notebook import record
-from babel.data.languages import check_languages
-from babel.core.params import check_number, check_str
+from babel.core.params import check_number
+from babel.data.corpus import corpus_stats
+from babel.experiment import ExperimentConfig
+from babel.figures.checks import gate_activity_figure
+from babel.models.checks import continuation_checks, continuations, ffn_table, gate_activity
 
-model = check_str("model", model)
-languages = check_languages(languages)
+exp = ExperimentConfig.from_namespace(globals())
+cont_langs = exp.subset(continuation_languages, name="continuation_languages", fallback=2)
 max_new_tokens = check_number("max_new_tokens", max_new_tokens, kind=int, low=1, high=200)
 prompt_words = check_number("prompt_words", prompt_words, kind=int, low=1, high=40)
 torch.manual_seed(0)
@@ -47,50 +61,44 @@ torch.manual_seed(0)
 # %% [markdown]
 # ## The model
 # The first load dequantizes the GGUF and writes a verified safetensors cache under
-# `data/models/`; later loads read that cache.
+# `data/models/`; later loads read that cache. The table lists every FFN layer as babel sees
+# it: its kind (gated or plain), neuron count, activation and the hook point where the
+# intermediate activation `h` is read.
 
 # %%
 t0 = time.perf_counter()
-lm, tok = load_model(model)
+lm, tok = exp.load_model()
 load_seconds = time.perf_counter() - t0
-views = ffn_layers(lm)
-ffn_table = pd.DataFrame([{"layer": v.index, "kind": v.kind, "neurons": v.n_neurons,
-                           "activation": type(v.act).__name__, "hook point": v.name}
-                          for v in views])
-print(f"{model}: loaded in {load_seconds:.1f} s, {sum(p.numel() for p in lm.parameters())/1e6:.0f}M parameters")
-record("n_layers", len(views))
-record("n_neurons", views[0].n_neurons)
-ffn_table.head()
+ffn = ffn_table(lm)
+print(f"{exp.model}: loaded in {load_seconds:.1f} s, "
+      f"{sum(p.numel() for p in lm.parameters()) / 1e6:.0f}M parameters")
+record("n_layers", len(ffn))
+record("n_neurons", int(ffn.neurons[0]))
+ffn.head()
 
 # %% [markdown]
 # ## Greedy continuations
-# The prompt is the opening words of the same corpus item in each language (for Chinese and
-# Japanese, which have no spaces, the opening characters).
+# The prompt is the opening words of the same evaluation item in each language (for Chinese
+# and Japanese, which have no spaces, the opening characters). Two numbers per continuation
+# replace a judgement by eye: `langid_share` is py3langid's probability that the continuation
+# is in the prompt's language (the closed-set classifier of the corpus checks; short texts
+# make it noisy), and `repetition` is the share of its word bigrams (character bigrams for
+# Chinese and Japanese) that occur more than once: 0 for fresh text, near 1 for a loop such
+# as "kiasi, kiasi, kiasi".
 
 # %%
-def opening(text: str, n: int) -> str:
-    words = text.split()
-    return " ".join(words[:n]) if len(words) > 3 else text[: 2 * n]
-
-
-rows = []
-for lang in languages:
-    item = load_items(lang, split="evaluation")[0]
-    prompt = opening(item.text, prompt_words)
-    ids = tok(prompt, return_tensors="pt")
-    with torch.no_grad():
-        out = lm.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
-    rows.append({"language": lang, "prompt": prompt,
-                 "continuation": tok.decode(out[0, ids["input_ids"].shape[1]:],
-                                            skip_special_tokens=True)})
-continuations = pd.DataFrame(rows)
+rows = continuations(lm, tok, cont_langs, max_new_tokens=max_new_tokens,
+                     prompt_words=prompt_words)
 record("continuations", rows)
-continuations
+checks = continuation_checks(rows)
+record("continuation_checks", checks.reset_index().to_dict("records"))
+checks.assign(prompt=[r["prompt"] for r in rows],
+              continuation=[r["continuation"] for r in rows]).round(3)
 
 # %% [markdown]
 # ## The corpus
-# Items, characters and Gemma-3 tokens per language. Tokenizer fertility differs a lot
-# between scripts, and it decides how many tokens each language contributes to a profile.
+# Items, characters and tokens per language. Tokenizer fertility differs a lot between
+# scripts, and it decides how many tokens each language contributes to a profile.
 
 # %%
 stats = corpus_stats(tokenizer=tok)
@@ -99,39 +107,14 @@ stats
 
 # %% [markdown]
 # ## Gate activity per layer
-# Share of neurons with `gate·x > 0` per token, averaged over a few evaluation items per
-# language. It is read by a hook on each gate projection of the transformer body (no output head).
+# Share of neurons with `gate·x > 0` per token, averaged over the first four evaluation items
+# of each continuation language. It is read by a hook on each gate projection of the
+# transformer body (no output head).
 
 # %%
-rows = []
-current: dict[str, str] = {}
-
-
-def count_active(_module, _args, out, layer):
-    rows.append({"layer": layer, "language": current["lang"],
-                 "share_active": float((out > 0).float().mean())})
-
-
-handles = [(v.gate if v.kind == "gated" else v.up).register_forward_hook(
-    lambda m, a, o, i=v.index: count_active(m, a, o, i)) for v in views]
-try:
-    for lang in languages:
-        current["lang"] = lang
-        for item in load_items(lang, split="evaluation")[:4]:
-            with torch.no_grad():
-                body(lm)(**tok(item.text, return_tensors="pt"))
-finally:
-    for h in handles:
-        h.remove()
-activity = pd.DataFrame(rows)
-table = activity.groupby(["layer", "language"]).share_active.mean().unstack()
-fig, ax = plt.subplots(figsize=(7, 4))
-table.plot(ax=ax, marker="o", ms=3)
-ax.set(xlabel="layer", ylabel="share of neurons with gate·x > 0",
-       title=f"FFN gate activity by layer — {model}")
-ax.legend(ncol=3, fontsize=8)
-fig.tight_layout()
-fig_path = paths.figure_file("ffn-gate-activity-by-layer", model)
+table = gate_activity(lm, tok, cont_langs, n_items=4)
+fig = gate_activity_figure(table, model=exp.model)
+fig_path = paths.figure_file("ffn-gate-activity-by-layer", exp.model)
 fig.savefig(fig_path, dpi=120)
 record("figure", fig_path.name)
 record("mean_share_active", float(table.values.mean()))

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from babel.data.corpus import load_items
-from babel.data.languages import get_language
-from babel.data.validation import identify
+from babel.data.languages import get_language, load_languages
+from babel.data.validation import _identifier, identify
 from babel.models.ffn import body, ffn_layers
 
 #: Scripts written without spaces between words: repetition is counted over characters.
@@ -119,29 +119,12 @@ def continuation_checks(rows: Sequence[dict[str, str]], *, n: int = 2) -> pd.Dat
 
 
 def _langid_probability(text: str, code: str | None) -> float:
-    """py3langid's probability of ``code`` for ``text`` (closed set of the language table)."""
+    """py3langid's probability of ``code`` for ``text`` (the closed set of the language table,
+    the classifier of :func:`babel.data.validation.identify`)."""
     if code is None:
         return float("nan")
-    from babel.data.validation import _identifier  # the one cached classifier
-
-    ident = _identifier(tuple(sorted({lang.langid_code for lang in _languages()
-                                      if lang.langid_code})))
-    probs = ident.nb_classprobs(ident.instance2fv(text))
-    probs = _normalise(probs)
-    return float(probs[list(ident.nb_classes).index(code)])
-
-
-def _languages():
-    from babel.data.languages import load_languages
-
-    return load_languages()
-
-
-def _normalise(logp: Any) -> Any:
-    import numpy as np
-
-    p = np.exp(logp - np.max(logp))
-    return p / p.sum()
+    codes = tuple(sorted({lang.langid_code for lang in load_languages() if lang.langid_code}))
+    return float(dict(_identifier(codes).rank(text)).get(code, 0.0))
 
 
 @contextlib.contextmanager
