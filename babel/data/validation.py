@@ -113,11 +113,24 @@ def _identifier(langid_codes: tuple[str, ...]) -> Any:
     return identifier
 
 
+def _table_codes() -> tuple[str, ...]:
+    return tuple(sorted({lang.langid_code for lang in load_languages() if lang.langid_code}))
+
+
 def identify(texts: Sequence[str]) -> list[tuple[str, float]]:
     """py3langid (label, probability) per text, over the langid codes of the language table."""
-    codes = tuple(sorted({lang.langid_code for lang in load_languages() if lang.langid_code}))
-    identifier = _identifier(codes)
+    identifier = _identifier(_table_codes())
     return [identifier.classify(t) for t in texts]
+
+
+def language_probability(text: str, code: str | None) -> float:
+    """py3langid's probability that ``text`` is in ``code`` (NaN when py3langid lacks it).
+
+    The classifier is the one :func:`identify` uses, restricted to the language table's codes.
+    """
+    if code is None:
+        return float("nan")
+    return float(dict(_identifier(_table_codes()).rank(text)).get(code, 0.0))
 
 
 def _read(file: Path) -> tuple[list[Item], int]:

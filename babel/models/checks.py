@@ -12,10 +12,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -23,9 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from babel.data.corpus import load_items
-from babel.data.languages import get_language, load_languages
-from babel.data.validation import _identifier, identify
+from babel.data.languages import get_language
+from babel.data.validation import identify, language_probability
 from babel.models.ffn import body, ffn_layers
+from babel.models.hooks import trace_pre_activations
 
 #: Scripts written without spaces between words: repetition is counted over characters.
 UNSPACED = ("Hans", "Jpan")
@@ -113,35 +113,9 @@ def continuation_checks(rows: Sequence[dict[str, str]], *, n: int = 2) -> pd.Dat
         lang = get_language(r["language"])
         unit = "char" if lang.script in UNSPACED else "word"
         out.append({"language": r["language"], "langid": label,
-                    "langid_share": _langid_probability(r["continuation"], lang.langid_code),
+                    "langid_share": language_probability(r["continuation"], lang.langid_code),
                     "repetition": repetition_rate(r["continuation"], n=n, unit=unit)})
     return pd.DataFrame(out).set_index("language")
-
-
-def _langid_probability(text: str, code: str | None) -> float:
-    """py3langid's probability of ``code`` for ``text`` (the closed set of the language table,
-    the classifier of :func:`babel.data.validation.identify`)."""
-    if code is None:
-        return float("nan")
-    codes = tuple(sorted({lang.langid_code for lang in load_languages() if lang.langid_code}))
-    return float(dict(_identifier(codes).rank(text)).get(code, 0.0))
-
-
-@contextlib.contextmanager
-def trace_pre_activations(model: nn.Module,
-                          fn: Callable[[int, Tensor], None]) -> Iterator[None]:
-    """Call ``fn(layer, pre)`` with every FFN's pre-activation (the gate / input projection's
-    output); detach the hooks on exit, even on error."""
-    handles = []
-    for v in ffn_layers(model):
-        proj = v.gate if v.kind == "gated" else v.up
-        handles.append(proj.register_forward_hook(
-            lambda _m, _a, out, i=v.index: fn(i, out)))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @torch.no_grad()

@@ -13,19 +13,6 @@ from babel.core.config import PartitionConfig, SelectionRule
 from babel.models.ffn import ffn_layers
 
 
-class _ByteTokenizer:
-    """Bytes mod 90 + 3 as token ids (enough to feed real corpus text to a tiny model)."""
-
-    bos_token_id = 1
-    pad_token_id = 0
-
-    def encode(self, text, add_special_tokens=False):
-        return [3 + b % 90 for b in text.encode("utf-8")]
-
-    def __call__(self, texts, add_special_tokens=False):
-        return {"input_ids": [self.encode(t) for t in texts]}
-
-
 def test_balance_of_a_partition_and_of_a_broken_one(tiny_llama):
     part = build_partition(tiny_llama, PartitionConfig(n_experts=8, method="random"))
     assert dx.is_balanced(part) and (dx.expert_sizes(part) == 8).all()
@@ -57,18 +44,18 @@ def test_exactness_all_experts_is_the_dense_model(tiny_llama):
     assert ex["continuation_ids"][:7] == ids[0].tolist() and len(ex["continuation_ids"]) == 11
 
 
-def test_scoring_chunks_give_every_language_the_same_budget():
-    chunks = dx.scoring_chunks(_ByteTokenizer(), ["en", "fr", "ar"], score_tokens=50,
+def test_scoring_chunks_give_every_language_the_same_budget(byte_tokenizer):
+    chunks = dx.scoring_chunks(byte_tokenizer, ["en", "fr", "ar"], score_tokens=50,
                                seq_len=16)
     assert list(chunks) == ["en", "fr", "ar"]
     assert all(c.n_content_tokens == 50 for c in chunks.values())
     assert all(c.n_chunks == 4 for c in chunks.values())  # ceil(50 / 15)
 
 
-def test_scores_sum_to_the_total_activation(tiny_llama):
+def test_scores_sum_to_the_total_activation(tiny_llama, byte_tokenizer):
     """Σ over experts of Σ|h| is Σ|h| over all neurons, whatever the partition."""
     part = build_partition(tiny_llama, PartitionConfig(n_experts=8, method="random"))
-    chunks = dx.scoring_chunks(_ByteTokenizer(), ["en"], score_tokens=40, seq_len=16)["en"]
+    chunks = dx.scoring_chunks(byte_tokenizer, ["en"], score_tokens=40, seq_len=16)["en"]
     s = dx.expert_score_tensor(tiny_llama, part, chunks)
     assert s.shape == (chunks.n_tokens, 3, 8)
     total: dict[int, torch.Tensor] = {}
