@@ -15,10 +15,10 @@ import time
 import psutil
 import torch
 
+from babel.construct.partition import get_partition
+from babel.core.config import PartitionConfig, SelectionRule
 from babel.data.chunking import chunk_texts
 from babel.data.corpus import load_items
-from babel.core.config import PartitionConfig, SelectionRule
-from babel.construct.partition import get_partition
 from babel.models.ffn import body
 from babel.models.loading import load_model
 from babel.profile.profiler import profile_chunks

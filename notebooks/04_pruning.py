@@ -65,18 +65,12 @@ specific_z = 3.0
 pruning_languages = ["en", "fr", "es", "zh-Hans", "ar", "hi"]
 kept_shares = [1.0, 0.9, 0.8]
 seeds = [0, 1, 2]
-eval_max_tokens = 300
-eval_seq_len = 128
+evaluation = {"max_tokens": 300, "seq_len": 128}
 cross_language_share = 0.9
 causal_language = "fr"
-construction_compare = True
 construction_languages = ["en", "zh-Hans", "ar"]
 max_rise = 0.1
-speed_models = ["gemma-3-270m", "smollm2-135m"]
-speed_shares = [0.9, 0.8, 0.7]
-speed_batch = 2
-speed_seq_len = 128
-speed_repeats = 5
+speed = {"models": ["gemma-3-270m", "smollm2-135m"], "shares": [0.9, 0.8, 0.7], "batch": 2, "seq_len": 128, "repeats": 5}
 
 # %%
 import time
@@ -101,7 +95,7 @@ t_start = time.perf_counter()
 langs = exp.subset(pruning_languages, name="pruning_languages",
                    fallback=min(6, len(exp.languages)))
 causal_language = exp.replace(languages=langs).subset(causal_language, name="causal_language")[0]
-c_langs = exp.replace(languages=langs).subset(construction_languages,
+c_langs = exp.replace(languages=langs).subset(construction_languages or None,
                                                name="construction_languages")
 
 # %% [markdown]
@@ -264,7 +258,7 @@ if s.construction_compare:
     record("construction", px.table_record(c_table))
     display((100 * c_table).round(2))
 else:
-    print("construction_compare is off")
+    print("construction comparison off (construction_languages is empty)")
 
 # %% [markdown]
 # ## Conclusion (generated from the numbers above)

@@ -87,9 +87,27 @@ class PruningSettings:
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any]) -> PruningSettings:
-        """Build from a notebook's variables (the settings it defines)."""
-        return cls.from_params(**{f.name: namespace[f.name] for f in dataclasses.fields(cls)
-                                  if f.name in namespace})
+        """Build from a notebook's variables (the settings it defines).
+
+        Grouped notebook parameters are expanded: ``evaluation = {"max_tokens", "seq_len"}``
+        and ``speed = {"models", "shares", "batch", "seq_len", "repeats"}``;
+        ``construction_languages = []`` turns the construction comparison off.
+        """
+        flat = {f.name: namespace[f.name] for f in dataclasses.fields(cls)
+                if f.name in namespace}
+        for group, allowed in (("evaluation", ("max_tokens", "seq_len")),
+                               ("speed", ("models", "shares", "batch", "seq_len", "repeats"))):
+            value = namespace.get(group)
+            if value is None:
+                continue
+            if not isinstance(value, Mapping) or set(value) - set(allowed):
+                raise ParameterError(f"{group} must be a mapping with keys {list(allowed)}, got "
+                                     f"{value!r}")
+            prefix = "eval" if group == "evaluation" else group
+            flat |= {f"{prefix}_{k}": v for k, v in value.items()}
+        if "construction_languages" in namespace and "construction_compare" not in namespace:
+            flat["construction_compare"] = bool(namespace["construction_languages"])
+        return cls.from_params(**flat)
 
     @property
     def pruned_shares(self) -> list[float]:

@@ -43,7 +43,7 @@ def test_notebook_04_smoke(tmp_path):
         assert causal["specific_per_language"][causal["language"]] == causal["n_specific"]
         assert all(math.isfinite(causal[f]) for f in ("rise_target", "rise_target_random"))
     speed = rec["speed"]
-    assert {r["model"] for r in speed} == set(params["speed_models"])
+    assert {r["model"] for r in speed} == set(params["speed"]["models"])
     assert all(r["theoretical_body"] > r["theoretical_end_to_end"] > 1 for r in speed)
     for r in speed:
         for f in ("measured_body", "measured_end_to_end", "measured/theoretical body"):

@@ -259,6 +259,16 @@ def test_settings_validation():
         PruningSettings.from_params(seeds=[])
     ns = {"eval_seq_len": 64, "unrelated": 1}
     assert PruningSettings.from_namespace(ns).eval_seq_len == 64
+    grouped = PruningSettings.from_namespace({
+        "evaluation": {"max_tokens": None, "seq_len": 48}, "construction_languages": [],
+        "speed": {"models": ["smollm2-135m"], "shares": [0.7], "batch": 3, "seq_len": 16,
+                  "repeats": 4}})
+    assert (grouped.eval_max_tokens, grouped.eval_seq_len) == (None, 48)
+    assert not grouped.construction_compare
+    assert (grouped.speed_models, grouped.speed_shares, grouped.speed_batch,
+            grouped.speed_seq_len, grouped.speed_repeats) == (("smollm2-135m",), (0.7,), 3, 16, 4)
+    with pytest.raises(ValueError, match="speed must be a mapping"):
+        PruningSettings.from_namespace({"speed": {"model": ["x"]}})
 
 
 def test_figures_draw(planted):
