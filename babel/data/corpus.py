@@ -10,7 +10,7 @@ Sources (``load_items(lang, source=...)``):
 - ``"files"``: a user's own file (``path``): plain text with one item per line (id = line
   number, blank lines skipped) or JSONL with ``text`` and optional ``id``/``topic``. ``path`` may
   be a folder holding ``<code>.jsonl`` or ``<code>.txt``.
-- ``"flores_plus"`` and ``"wikipedia"``: see ``babel.corpus_hub``.
+- ``"flores_plus"`` and ``"wikipedia"``: see ``babel.data.sources``.
 
 The split is a function of the item id alone (``split_of``), so it is identical across languages.
 

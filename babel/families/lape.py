@@ -13,7 +13,7 @@ LAPE (language activation probability entropy), following the reference implemen
 5. A kept neuron is specific to every language whose ``p`` exceeds ``τ`` (so one neuron can
    belong to a few languages).
 
-Our language-specific *experts* (:func:`babel.profiling.classify_experts`) are expanded to
+Our language-specific *experts* (:func:`babel.profile.classify_experts`) are expanded to
 their neurons through ``Partition.labels``; the overlap table compares the two neuron sets
 per language, with the overlap expected by chance for sets of those sizes.
 """

@@ -1,7 +1,7 @@
 """Do activation patterns follow language families or scripts? Similarities, clusters, tests.
 
 Input everywhere is a stack of per-language frequency matrices ``freq[n_lang, L, E]``
-(:func:`babel.profiling.frequency_tensor`), or any ``[n_lang, ...]`` array (raw neurons:
+(:func:`babel.profile.cache.frequency_tensor`), or any ``[n_lang, ...]`` array (raw neurons:
 ``Profile.neuron_frequency``). Design choices the paper leaves open, taken here:
 
 - **Similarity** of two languages = similarity of their flattened frequency vectors (all L·E

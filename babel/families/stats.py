@@ -1,34 +1,7 @@
-"""Do activation patterns follow language families or scripts? Similarities, clusters, tests.
+"""Do language labels explain the similarities? Clusters (ARI/NMI), separation, permutation tests.
 
-Input everywhere is a stack of per-language frequency matrices ``freq[n_lang, L, E]``
-(:func:`babel.profiling.frequency_tensor`), or any ``[n_lang, ...]`` array (raw neurons:
-``Profile.neuron_frequency``). Design choices the paper leaves open, taken here:
-
-- **Similarity** of two languages = similarity of their flattened frequency vectors (all L·E
-  experts, or one layer's E for per-layer curves). Four metrics:
-
-  - ``"centered"`` (default): cosine after subtracting each expert's mean frequency over the
-    languages analysed, so only how a language *deviates* from the average language counts.
-    Without it the experts every language selects (the shared, always-on structure) dominate
-    and every pair scores close to 1. It depends on the language set: adding languages moves
-    the mean.
-  - ``"cosine"``: cosine of the raw frequencies (shown for contrast).
-  - ``"pearson"``: correlation of the two vectors (each centred over its own experts): removes
-    a language's overall level, keeps the shared profile.
-  - ``"jaccard"``: overlap of the two languages' top-k experts, ``k = top_share`` of the
-    experts compared (all L·E, or E per layer).
-
-- **Clusters**: average linkage (UPGMA, scipy) on ``1 - similarity``, cut at the number of
-  groups of the labelling it is compared with; agreement = adjusted Rand index and NMI
-  (sklearn). The ARI's p-value shuffles the labels (vectorised contingency tables).
-- **Separation** of a labelling: mean similarity of same-label pairs minus mean similarity of
-  different-label pairs (unordered pairs). Its permutation test shuffles labels over
-  languages; with ``strata`` labels are shuffled only within strata and only within-stratum
-  pairs count (family effect among same-script pairs, or script effect among same-family
-  pairs). One-sided p = (1 + #{null >= observed}) / (1 + P).
-- **Bootstrap**: each language's token chunks are resampled with replacement (multinomial
-  chunk weights), frequency = Σ counts / Σ tokens, similarities recomputed; percentile
-  intervals.
+The design choices (metric, linkage, permutation scheme) are described in
+:mod:`babel.families.similarity`.
 """
 
 from __future__ import annotations

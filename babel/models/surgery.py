@@ -111,7 +111,7 @@ def prune_model(model: nn.Module, keep_neurons) -> nn.Module:
     The original is untouched (its FFN projections are not even copied: the copy gets new,
     smaller modules). Intermediate sizes may differ per layer. With every neuron kept, the
     copy computes the same logits; in general it equals the dense model under
-    :func:`babel.ffn.mask_neurons` with the same mask.
+    :func:`babel.models.hooks.mask_neurons` with the same mask.
 
     Args:
         model: A causal LM with gated (``nn.Linear``) or GPT-2 (``Conv1D``) FFNs.

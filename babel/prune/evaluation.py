@@ -1,7 +1,7 @@
 """Held-out perplexity with a memory-bounded output head, and measured throughput.
 
 Perplexity (:func:`perplexity`): chunks of a fixed length, each starting with BOS
-(:func:`babel.chunking.chunk_texts`) run through the transformer body in batches; the output
+(:func:`babel.data.chunking.chunk_texts`) run through the transformer body in batches; the output
 head is then applied to slices of the *counted* positions only, so at most
 ``positions_per_slice × vocab`` logits exist at once (Gemma 3's vocabulary has 262k entries).
 Per position ``t`` the target is token ``t+1``; padding targets and BOS targets never count.
@@ -133,8 +133,8 @@ def perplexity(model: nn.Module, chunks: TokenChunks, *, batch_size: int = 8,
     """Perplexity of ``model`` on token chunks (body batched, head in position slices).
 
     Args:
-        model: A causal LM (dense, pruned, or inside :func:`babel.ffn.mask_neurons`).
-        chunks: From :func:`babel.chunking.chunk_texts` (BOS first, right padding masked).
+        model: A causal LM (dense, pruned, or inside :func:`babel.models.hooks.mask_neurons`).
+        chunks: From :func:`babel.data.chunking.chunk_texts` (BOS first, right padding masked).
         batch_size: Chunks per body forward.
         positions_per_slice: Positions per head slice (memory: this × vocabulary floats).
         bos_id: A target equal to this id never counts (the chunk-start BOS never is one).

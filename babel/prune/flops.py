@@ -1,36 +1,4 @@
-"""Language-specific expert pruning: keep-masks from frequencies, structural slicing, FLOPs.
-
-
-Pipeline: a language's activation frequency ``[L, E]`` (:mod:`babel.profiling`) gives an
-expert keep-mask (:func:`keep_mask`), expanded to FFN neurons through the partition
-(:func:`neuron_keep_mask`); :func:`prune_model` returns a copy whose FFN weight matrices are
-sliced to the kept neurons (a really smaller model, unlike :func:`babel.ffn.mask_neurons`,
-which only zeroes them), and :func:`flops_per_token` counts the matmul work saved.
-
-Design choices (the paper leaves them open):
-
-- **Budget.** A kept share ``k`` keeps ``round(k·L·E)`` experts in all (never fewer than one
-  per layer). Every layer has the same expert size, so the kept share of experts is the kept
-  share of FFN neurons and parameters.
-- **Global allocation** (``"global"``): all L·E experts are ranked by frequency together and
-  the most frequent are kept, after reserving each layer's most frequent expert (the
-  per-layer minimum). The cross-layer selection rule makes frequencies comparable across
-  layers (every token selects the same share ``r`` of all L·E experts), so a layer whose
-  selections are concentrated on a few experts loses many of its rarely selected ones.
-- **Adaptive allocation** (``"adaptive"``, the v2 paper's per-layer rates): each layer keeps
-  a count proportional to its *effective number of experts* ``exp(H_l)``, with ``H_l`` the
-  entropy of the layer's frequencies normalised into a distribution over its E experts
-  (E for a uniform layer, 1 for a layer that always selects the same expert). Counts are
-  water-filled to sum exactly to the global budget, each in ``[1, E]``; within a layer the
-  most frequent experts are kept. Concentrated layers lose more.
-- **Ties** (many experts share a frequency of 0 at small token budgets) are broken by a
-  fixed-seed random order, so no layer or expert index is favoured.
-- **Random baselines:** the same per-layer counts as a frequency mask, random experts, seeded
-  (:func:`random_like`: isolates *which* experts are kept); and the naive one, the same
-  number of random experts in every layer (:func:`uniform_random_mask`).
-- **Groups:** ``combine="sum"`` ranks by the summed frequency of the languages (budget exact);
-  ``combine="union"`` keeps every expert that any language's own mask keeps (budget ``>= k``).
-"""
+"""FLOPs per token of dense and pruned models, and the speedup they predict."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Language-specific expert pruning: keep-masks from frequencies, structural slicing, FLOPs.
 
 
-Pipeline: a language's activation frequency ``[L, E]`` (:mod:`babel.profiling`) gives an
+Pipeline: a language's activation frequency ``[L, E]`` (:mod:`babel.profile`) gives an
 expert keep-mask (:func:`keep_mask`), expanded to FFN neurons through the partition
 (:func:`neuron_keep_mask`); :func:`prune_model` returns a copy whose FFN weight matrices are
-sliced to the kept neurons (a really smaller model, unlike :func:`babel.ffn.mask_neurons`,
+sliced to the kept neurons (a really smaller model, unlike :func:`babel.models.hooks.mask_neurons`,
 which only zeroes them), and :func:`flops_per_token` counts the matmul work saved.
 
 Design choices (the paper leaves them open):
@@ -183,7 +183,7 @@ def group_keep_mask(freqs: np.ndarray, share: float, *, combine: Combine = "sum"
     f = np.asarray(freqs, dtype=np.float64)
     if f.ndim != 3:
         raise ValueError(f"freqs must be [n_lang, L, E], got shape {f.shape}: use "
-                         f"babel.profiling.frequency_tensor")
+                         f"babel.profile.cache.frequency_tensor")
     if combine == "sum":
         return keep_mask(f.sum(0), share, allocation=allocation)
     if combine == "union":

@@ -1,4 +1,4 @@
-"""Tests of babel.corpus, babel.chunking, babel.corpus_hub, babel.serbian and validation.
+"""Tests of babel.data.corpus, babel.data.chunking, babel.data.sources, babel.serbian and validation.
 
 Everything runs offline and loads no model: a character-level tokenizer is built in the test,
 the hub loaders read the small parquet copies in ``tests/data/hub``.

@@ -1,4 +1,4 @@
-"""Tests of babel.languages: the language table, lookup errors and selection."""
+"""Tests of babel.data.languages: the language table, lookup errors and selection."""
 from __future__ import annotations
 
 import importlib.util
