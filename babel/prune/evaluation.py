@@ -40,10 +40,15 @@ class Perplexity:
     Attributes:
         nll: Sum of ``-log p(target)`` over counted targets.
         tokens: Counted targets.
+        item_nll: ``[n_items]`` the same sum per corpus item (when the chunks know their
+            items), for bootstrap intervals over items.
+        item_tokens: ``[n_items]`` counted targets per item.
     """
 
     nll: float
     tokens: int
+    item_nll: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    item_tokens: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def mean_nll(self) -> float:
@@ -54,7 +59,7 @@ class Perplexity:
         return math.exp(self.mean_nll)
 
     def __add__(self, other: Perplexity) -> Perplexity:
-        return Perplexity(self.nll + other.nll, self.tokens + other.tokens)
+        return Perplexity(self.nll + other.nll, self.tokens + other.tokens)  # items differ
 
     def as_dict(self) -> dict:
         return {"nll": self.nll, "tokens": self.tokens, "ppl": self.ppl}
@@ -113,19 +118,33 @@ def head_logits_fn(model: nn.Module) -> Callable[[Tensor], Tensor]:
 
 @torch.no_grad()
 def head_nll(model: nn.Module, hidden: Tensor, input_ids: Tensor, attention_mask: Tensor, *,
-             bos_id: int | None = None, positions_per_slice: int = 256) -> Perplexity:
-    """NLL of every counted target from body hidden states, the head applied in slices."""
+             bos_id: int | None = None, positions_per_slice: int = 256,
+             item_index: Tensor | None = None) -> Perplexity:
+    """NLL of every counted target from body hidden states, the head applied in slices.
+
+    With ``item_index`` (``TokenChunks.item_index``) the NLL is also summed per corpus item
+    (a target counts for the item its token came from).
+    """
     valid = target_mask(input_ids, attention_mask, bos_id=bos_id)
     h = hidden[:, :-1][valid.to(hidden.device)]
     tgt = input_ids[:, 1:][valid].to(hidden.device)
     logits_of = head_logits_fn(model)
+    parts = []
     total = torch.zeros((), dtype=torch.float64)
     for s in range(0, h.shape[0], positions_per_slice):
         logits = logits_of(h[s:s + positions_per_slice])
         t = tgt[s:s + positions_per_slice]
         nll = torch.logsumexp(logits, -1) - logits.gather(-1, t[:, None]).squeeze(-1)
-        total += nll.double().sum().cpu()
-    return Perplexity(float(total), int(valid.sum()))
+        parts.append(nll.double().cpu())
+        total += parts[-1].sum()
+    per_token = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+    if item_index is None:
+        return Perplexity(float(total), int(valid.sum()))
+    items = item_index[:, 1:][valid].numpy()
+    n_items = int(item_index.max()) + 1 if item_index.numel() else 0
+    return Perplexity(float(total), int(valid.sum()),
+                      np.bincount(items, weights=per_token.numpy(), minlength=n_items),
+                      np.bincount(items, minlength=n_items).astype(np.int64))
 
 
 def perplexity(model: nn.Module, chunks: TokenChunks, *, batch_size: int = 8,
@@ -141,7 +160,7 @@ def perplexity(model: nn.Module, chunks: TokenChunks, *, batch_size: int = 8,
     """
     hidden = body_hidden(model, chunks.input_ids, chunks.attention_mask, batch_size=batch_size)
     return head_nll(model, hidden, chunks.input_ids, chunks.attention_mask, bos_id=bos_id,
-                    positions_per_slice=positions_per_slice)
+                    positions_per_slice=positions_per_slice, item_index=chunks.item_index)
 
 
 def evaluation_chunks(tokenizer, lang: str, *, seq_len: int = 128, max_tokens: int | None = None,
@@ -166,7 +185,7 @@ def masked_perplexity(model: nn.Module, chunks: TokenChunks, keep_neurons=None, 
         hidden = body_hidden(model, chunks.input_ids, chunks.attention_mask,
                              batch_size=batch_size)
     return head_nll(model, hidden, chunks.input_ids, chunks.attention_mask, bos_id=bos_id,
-                    positions_per_slice=positions_per_slice)
+                    positions_per_slice=positions_per_slice, item_index=chunks.item_index)
 
 
 class Evaluator:

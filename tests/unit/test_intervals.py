@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from babel.prune.intervals import per_item, ratio_interval, rise_interval
+from babel.prune.intervals import per_item, ratio_interval, rise_draws, rise_interval
 
 
 def test_per_item_sums_tokens_into_their_items():
@@ -43,3 +43,14 @@ def test_ratio_interval_of_paired_timings():
     assert iv.value == pytest.approx(1.25) and iv.low == pytest.approx(1.25)
     with pytest.raises(ValueError, match="paired"):
         ratio_interval(base, base[:3])
+
+
+def test_several_masks_average_their_rises_and_resample_items_together():
+    tokens = np.array([10.0, 10.0, 10.0, 10.0])
+    dense = np.zeros(4)
+    seeds = np.stack([np.log(1.2) * tokens, np.log(1.6) * tokens])  # rises 0.2 and 0.6
+    value, draws = rise_draws(dense, seeds, tokens, n_bootstrap=200)
+    assert value == pytest.approx(0.4)
+    assert np.allclose(draws, 0.4)  # every item shifts alike: no sampling noise
+    with pytest.raises(ValueError, match="n_items"):
+        rise_draws(dense, seeds[:, :3], tokens)
