@@ -55,9 +55,10 @@ from babel.core import paths
 from babel.core.notebook import record
 from babel.experiment import ExperimentConfig
 from babel.figures import heatmaps
+from babel.figures.classes import class_sensitivity_figure
 from babel.profile import summary
 from babel.profile.cache import write_frequency_table
-from babel.profile.classes import class_counts
+from babel.profile.classes import class_counts, class_sensitivity, paper_cutoffs
 
 exp = ExperimentConfig.from_namespace(globals())
 lm, tok = exp.load_model()
@@ -126,6 +127,29 @@ pd.Series(findings)
 
 # %%
 print(summary.paper_comparison(findings, model=exp.model, n_languages=len(langs)))
+
+# %% [markdown]
+# ## The thresholds as curves
+# Each class's count depends on a cut-off nobody sees in the totals above. Here each cut-off
+# sweeps its range (the other two stay at this run's values): the share of experts that are
+# co-activated against the "high" factor, rare against the "rare" factor, and specific
+# against z. The dashed line is this run's setting. The definition closest to the paper's
+# text is this run's: "highly activated" for a token means selected by the cross-layer rule
+# with share r, so an expert "highly activated in all languages" is one selected at least as
+# often as the average expert (f ≥ r) in every language, and "low frequency" is far below
+# that average (f < r/4). The dotted red line marks the cut-off at which this model *would*
+# show the paper's counts (about half co-activated; 1000 of 8192 rare). The table is written
+# to `build/results/expert_classes_sensitivity_<model>.csv`.
+
+# %%
+sens = class_sensitivity(F, exp.share, exp.classes)
+sens.to_csv(paths.results_file(f"expert_classes_sensitivity_{paths.slug(exp.model)}.csv"),
+            index=False)
+cut = paper_cutoffs(F, exp.share)
+record("paper_cutoffs", {k: round(v, 4) for k, v in cut.items()})
+fig = class_sensitivity_figure(sens, exp.classes, paper=cut, title=exp.model)
+fig.savefig(paths.figure_file("expert-classes-sensitivity", exp.model), dpi=120)
+print(summary.cutoff_text(cut, exp.classes))
 
 # %% [markdown]
 # ## Explore interactively

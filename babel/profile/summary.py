@@ -10,14 +10,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from babel.construct.partition import Partition
-from babel.core.config import ProfileConfig
+from babel.core.config import ExpertClassSpec, ProfileConfig
 from babel.data.languages import get_language
 from babel.profile.cache import load_meta, profile_file_for
 from babel.profile.classes import ExpertClasses
@@ -101,3 +101,11 @@ def paper_comparison(findings: dict[str, Any], *, model: str, n_languages: int) 
          f"(z ≥ {findings['specific_z']})."),
     ]
     return "\n".join(lines)
+
+
+def cutoff_text(cutoffs: Mapping[str, float], spec: ExpertClassSpec) -> str:
+    """Where this model would show the paper's counts, against this run's cut-offs."""
+    return (f"About half of the experts would be co-activated at high = "
+            f"{cutoffs['co_activated_high_factor']:.2f}·r (this run: {spec.high_factor:g}·r); "
+            f"1000/8192 would be rare at low = {cutoffs['rare_low_factor']:.2f}·r (this run: "
+            f"{spec.low_factor:g}·r).")

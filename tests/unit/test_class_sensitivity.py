@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from babel.core.config import ExpertClassSpec
+from babel.figures.classes import class_sensitivity_figure
 from babel.profile.classes import class_sensitivity, classify, paper_cutoffs
+from babel.profile.summary import cutoff_text
 
 R = 0.2
 
@@ -59,3 +61,13 @@ def test_paper_cutoffs_reach_the_paper_counts():
     fewer = classify(f, ExpertClassSpec(high_factor=10.0,
                                         low_factor=cut["rare_low_factor"] * 0.999), R)
     assert fewer.rare.mean() < 1000 / 8192
+
+
+def test_cutoff_text_and_figure_name_both_cutoffs():
+    f = _planted()
+    cut = paper_cutoffs(f, R)
+    text = cutoff_text(cut, ExpertClassSpec())
+    assert f"{cut['co_activated_high_factor']:.2f}·r" in text and "this run: 0.25·r" in text
+    fig = class_sensitivity_figure(class_sensitivity(f, R, ExpertClassSpec()), ExpertClassSpec(),
+                                   paper=cut)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["high_factor", "low_factor", "specific_z"]
