@@ -51,7 +51,7 @@ _KNN = {"syntactic": "S_", "phonological": "P_", "inventory": "INV_"}
 
 
 @functools.lru_cache(maxsize=4)
-def _uriel(name: str) -> dict[str, np.ndarray]:
+def uriel_data(name: str) -> dict[str, np.ndarray]:
     """One of lang2vec's shipped data files (``family_features``, ``geocoord_features``, ...).
 
     Located through the installed distribution's metadata, not by importing ``lang2vec``
@@ -73,7 +73,7 @@ def _uriel(name: str) -> dict[str, np.ndarray]:
 
 def uriel_languages() -> set[str]:
     """ISO 639-3 codes with a URIEL family vector."""
-    db = _uriel("family_features")
+    db = uriel_data("family_features")
     return {str(c) for c, row in zip(db["langs"], db["data"][:, :, 0]) if (row == 1).any()}
 
 
@@ -96,7 +96,7 @@ def _cosine_distance(x: np.ndarray) -> np.ndarray:
 
 def genetic_distance(codes: Sequence[str]) -> np.ndarray:
     """``1 - shared family nodes / max(path lengths)`` from URIEL's ``fam`` vectors."""
-    fam = _rows(_uriel("family_features"), codes) == 1
+    fam = _rows(uriel_data("family_features"), codes) == 1
     shared = fam.astype(float) @ fam.T.astype(float)
     size = fam.sum(1)
     d = 1.0 - shared / np.maximum(np.maximum(size[:, None], size[None, :]), 1)
@@ -119,7 +119,7 @@ def uriel_positions(codes: Sequence[str]) -> pd.DataFrame:
     """
     from scipy.optimize import least_squares
 
-    db = _uriel("geocoord_features")
+    db = uriel_data("geocoord_features")
     geo = _rows(db, codes)
     pts = np.array([[float(v) for v in str(f)[3:].split("_")] for f in db["feats"]])
     lat = np.arange(-89.0, 90.0, 2.0)
@@ -152,7 +152,7 @@ def uriel_distance(kind: str, codes: Sequence[str]) -> np.ndarray:
     if kind == "geographic":
         return geographic_distance(codes)
     if kind in _KNN:
-        return _cosine_distance(_rows(_uriel("feature_predictions"), codes, _KNN[kind]))
+        return _cosine_distance(_rows(uriel_data("feature_predictions"), codes, _KNN[kind]))
     raise ValueError(f"kind must be one of {URIEL_KINDS}, got {kind!r}")
 
 
