@@ -57,6 +57,7 @@ COMMON_PARAMETERS: dict[str, Any] = {
     "share": 0.2,
     "z": 1.0,
     "max_tokens": 3000,
+    "max_items": None,
     "seq_len": 128,
     "batch_size": 8,
     "high_factor": 1.0,
@@ -119,7 +120,9 @@ class ExperimentConfig:
             seq_len=check_number("seq_len", p["seq_len"], kind=int, low=2),
             batch_size=check_number("batch_size", p["batch_size"], kind=int, low=1),
             max_tokens=check_number("max_tokens", p["max_tokens"], kind=int, low=1,
-                                    allow_none=True))
+                                    allow_none=True),
+            max_items=check_number("max_items", p["max_items"], kind=int, low=1,
+                                   allow_none=True))
         try:
             classes = ExpertClassSpec(
                 high_factor=check_number("high_factor", p["high_factor"], low=0.0),
@@ -181,6 +184,20 @@ class ExperimentConfig:
         missing = [w for w in wanted if w not in self.languages]
         print(f"note: {name}: {missing} not among this run's languages; using {kept}")
         return kept
+
+    @property
+    def budget(self) -> str:
+        """The profiles' budget in words: the same items everywhere, or a token budget."""
+        if self.profile.max_tokens is not None:
+            return f"{self.profile.max_tokens} tokens per language (different items)"
+        items = "all" if self.profile.max_items is None else f"the first {self.profile.max_items}"
+        return f"{items} {self.profile.split} items in every language"
+
+    def other_budget(self, max_tokens: int) -> ExperimentConfig:
+        """The budget ablation: a token budget when this run is content-parallel, else the
+        same items in every language (the whole split)."""
+        budget = None if self.profile.max_tokens is not None else max_tokens
+        return self.replace(profile=dataclasses.replace(self.profile, max_tokens=budget))
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON (recorded beside every result)."""

@@ -42,6 +42,7 @@ rule = "cross_layer"
 share = 0.2
 z = 1.0
 max_tokens = 3000
+max_items = None
 seq_len = 128
 batch_size = 8
 high_factor = 1.0

@@ -48,6 +48,7 @@ rule = "cross_layer"
 share = 0.2
 z = 1.0
 max_tokens = 3000
+max_items = None
 seq_len = 128
 batch_size = 8
 high_factor = 1.0
@@ -58,6 +59,7 @@ robustness_experts = [32, 64, 128, 256]
 robustness_shares = [0.1, 0.2, 0.4]
 robustness_languages = ["en", "fr", "de", "fi", "tr", "id", "ru", "hi", "ur", "fa", "ar", "he"]
 robustness_max_tokens = 300
+ablation_max_tokens = 3000
 n_permutations = 1000
 n_bootstrap = 200
 
@@ -70,6 +72,7 @@ from IPython.display import Markdown, display
 from babel.core.notebook import record
 from babel.experiment import ExperimentConfig
 from babel.families import analysis as fa
+from babel.families.ablation import budget_comparison
 from babel.families.conclusion import answer, conclusion_text, confounded_labellings
 from babel.families.robustness import robustness_settings
 from babel.figures.families import clustermap, lape_layers_plot, layer_separation_plot, save_figure
@@ -220,10 +223,29 @@ settings = robustness_settings(exp.partition, exp.rule, experts=opt.robustness_e
                                shares=opt.robustness_shares)
 robustness, rec = fa.robustness_section(
     *loaded[exp.model], rob_langs, settings, max_tokens=opt.robustness_max_tokens,
-    profile=exp.profile, main=runs[0], main_label=f"main profiles ({max_tokens} tokens)", **stat)
+    profile=exp.profile, main=runs[0], main_label=f"main profiles ({exp.budget})", **stat)
 for key, value in rec.items():
     record(key, value)
 robustness.round(4)
+
+# %% [markdown]
+# ## Same items, or the same number of tokens?
+# The main profiles' budget decides which text each language contributes. With the same
+# items in every language (content-parallel), language differences are not content
+# differences; with the same number of tokens, a language whose tokenizer splits words
+# finely (Swahili: ~1.8 Gemma tokens per English token) covers fewer items. The same rule
+# answers the question under both budgets, on the experiment's model: if the outcome or the
+# evidence moves, the budget matters.
+
+# %%
+other = exp.other_budget(ablation_max_tokens)
+p_other = other.profiles(*loaded[exp.model], runs[0].partition, progress=False)
+budgets = {exp.budget: runs[0], other.budget: fa.FamilyRun(
+    exp.model, runs[0].partition, p_other, other.classify(other.frequencies(p_other)[1]))}
+budget_table, rec = budget_comparison(budgets if tested else {}, **stat)
+for key, value in rec.items():
+    record(key, value)
+budget_table.round(3)
 
 # %% [markdown]
 # ## The models side by side

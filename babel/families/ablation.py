@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
+from babel.core.artifacts import jsonable
 from babel.families.analysis import (
     FamilyRun,
     agreement_section,
@@ -27,7 +29,7 @@ def answer_for(run: FamilyRun, *, n_permutations: int = 1000, seed: int = 0,
 
 
 def budget_comparison(runs: Mapping[str, FamilyRun], *, n_permutations: int = 1000,
-                      seed: int = 0) -> pd.DataFrame:
+                      seed: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The answer and its main evidence under each profile budget (one row per budget).
 
     Args:
@@ -38,8 +40,9 @@ def budget_comparison(runs: Mapping[str, FamilyRun], *, n_permutations: int = 10
         seed: Random seed.
 
     Returns:
-        Columns ``budget, outcome, families tests, scripts tests, ARI family, ARI branch,
-        ARI script, tokens min, tokens max`` and the percentile of every control pair present.
+        The table (columns ``budget, outcome, families tests, scripts tests, ARI family, ARI
+        branch, ARI script, tokens min, tokens max`` and the percentile of every control pair
+        present; empty without runs) and the record ``budget_comparison`` (its rows).
     """
     rows = []
     for label, run in runs.items():
@@ -56,4 +59,5 @@ def budget_comparison(runs: Mapping[str, FamilyRun], *, n_permutations: int = 10
             row |= {f"{pair} percentile": float(p)
                     for pair, p in zip(ctrl.pair, ctrl.percentile, strict=True)}
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table, {"budget_comparison": jsonable(table.to_dict("records"))}

@@ -12,7 +12,8 @@ sets it to ``None``). NLL per position is ``logsumexp(logits) - logits[target]``
 Throughput (:func:`throughput`): forward passes of a fixed batch through the body and end to
 end (body + head on every position), for several models measured in the same process and
 interleaved (one pass of each model per round), after warm-up rounds; the median time over
-rounds gives tokens per second.
+rounds gives tokens per second, and rounds go on (up to a maximum) until every speedup's
+bootstrap interval over the paired rounds is narrow enough.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from babel.data.chunking import TokenChunks, chunk_texts
 from babel.data.corpus import load_items
 from babel.models.ffn import body
 from babel.models.hooks import mask_neurons
+from babel.prune.intervals import ratio_interval
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,44 +245,97 @@ def _time(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def _precise(times: Mapping[tuple[str, str], list[float]], *, dense: str,
+             rel_half_width: float) -> bool:
+    """Whether every speedup over ``dense`` has a 95% interval narrower than the target."""
+    for (name, part), ts in times.items():
+        if name == dense:
+            continue
+        iv = ratio_interval(times[(dense, part)], ts)
+        if not iv.half_width < rel_half_width * iv.value:
+            return False
+    return True
+
+
 def throughput(models: Mapping[str, nn.Module], input_ids: Tensor, *, repeats: int = 5,
-               warmup: int = 1, end_to_end: bool = True) -> pd.DataFrame:
+               warmup: int = 1, end_to_end: bool = True, max_repeats: int | None = None,
+               rel_half_width: float = 0.03, dense: str = "dense",
+               time_fn: Callable[[Callable[[], object]], float] | None = None) -> pd.DataFrame:
     """Median forward time and tokens/s of the body (and end to end) of several models.
 
     All models see the same batch; each round times one body pass (and one full pass with
     logits on every position) of every model in turn, so slow drifts of the machine hit all
-    of them alike. The first ``warmup`` rounds are discarded.
+    of them alike. The first ``warmup`` rounds are discarded. Adaptive repeats: after
+    ``repeats`` timed rounds, rounds go on until the 95% bootstrap interval
+    (:func:`babel.prune.intervals.ratio_interval`, paired rounds) of every speedup over
+    ``dense`` has a half-width below ``rel_half_width`` of its value, or ``max_repeats``
+    rounds were timed.
+
+    Args:
+        models: ``{name: model}``; ``dense`` among them for adaptive repeats.
+        input_ids: ``[B, T]`` token ids.
+        repeats: Timed rounds at least.
+        warmup: Untimed rounds first.
+        end_to_end: Also time full passes (logits on every position).
+        max_repeats: Timed rounds at most (None: ``repeats``, no adaptive rounds).
+        rel_half_width: Target half-width of the speedups' intervals, relative.
+        dense: The reference model of the speedups.
+        time_fn: Seconds one call takes (default: a wall-clock timer); tests pass a fake.
 
     Returns:
         One row per (model, part): ``model``, ``part`` (``body``/``end_to_end``),
-        ``median_s``, ``min_s``, ``tokens_per_s``, ``repeats``.
+        ``median_s``, ``min_s``, ``tokens_per_s``, ``repeats`` (timed rounds) and ``times``
+        (the seconds of every timed round, in order: paired across models).
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError("repeats must be >= 1 and warmup >= 0")
+    max_repeats = repeats if max_repeats is None else max_repeats
+    if repeats < 1 or warmup < 0 or max_repeats < repeats:
+        raise ValueError("repeats must be >= 1, warmup >= 0 and max_repeats >= repeats")
+    if max_repeats > repeats and dense not in models:
+        raise ValueError(f"adaptive repeats need the reference model {dense!r} in models")
+    time_fn = time_fn or _time
     am = torch.ones_like(input_ids)
     n_tok = int(input_ids.numel())
     times: dict[tuple[str, str], list[float]] = {}
     parts = ("body", "end_to_end") if end_to_end else ("body",)
-    for r in range(warmup + repeats):
+    r = 0
+    while True:
         for name, m in models.items():
             ids, mask = input_ids.to(_device(m)), am.to(_device(m))
             run = {"body": lambda m=m, i=ids, a=mask: body(m)(input_ids=i, attention_mask=a),
                    "end_to_end": lambda m=m, i=ids, a=mask: m(input_ids=i, attention_mask=a)}
             for part in parts:
-                dt = _time(run[part])
+                dt = time_fn(run[part])
                 if r >= warmup:
                     times.setdefault((name, part), []).append(dt)
+        r += 1
+        done = r - warmup
+        if done >= max_repeats or (done >= max(repeats, 2) and _precise(
+                times, dense=dense, rel_half_width=rel_half_width)):
+            break
     rows = []
     for (name, part), ts in times.items():
         med = float(np.median(ts))
         rows.append({"model": name, "part": part, "median_s": med, "min_s": float(min(ts)),
-                     "tokens_per_s": n_tok / med, "repeats": len(ts)})
+                     "tokens_per_s": n_tok / med, "repeats": len(ts), "times": list(ts)})
     return pd.DataFrame(rows)
 
 
-def speedups(table: pd.DataFrame, *, dense: str = "dense") -> pd.DataFrame:
-    """Measured speedup of each model over ``dense`` per part (median time ratio)."""
+def speedups(table: pd.DataFrame, *, dense: str = "dense",
+             intervals: bool = False) -> pd.DataFrame:
+    """Measured speedup of each model over ``dense`` per part (median time ratio).
+
+    With ``intervals`` each speedup also gets ``_low``/``_high`` bounds: the 95% bootstrap
+    interval over the paired timing rounds (:func:`babel.prune.intervals.ratio_interval`;
+    NaN with fewer than 2 rounds).
+    """
     t = table.pivot(index="model", columns="part", values="median_s")
-    return (t.loc[dense] / t).rename(columns=lambda c: f"speedup_{c}")
-
-
+    out = (t.loc[dense] / t).rename(columns=lambda c: f"speedup_{c}")
+    if not intervals:
+        return out
+    ts = table.set_index(["model", "part"]).times
+    for part in t.columns:
+        ivs = {name: (ratio_interval(ts[(dense, part)], ts[(name, part)])
+                      if len(ts[(name, part)]) >= 2 else None) for name in t.index}
+        out[f"speedup_{part}_low"] = [iv.low if iv else np.nan for iv in ivs.values()]
+        out[f"speedup_{part}_high"] = [iv.high if iv else np.nan for iv in ivs.values()]
+    return out

@@ -6,12 +6,17 @@ partition that turns expert masks into neuron masks (:func:`babel.prune.masks.ne
 the one expansion), and returns a tidy table plus a JSON-ready summary:
 
 - :func:`perplexity_sweep` — frequency-based masks (global ranking, adaptive per-layer
-  allocation) against random masks (matched per-layer counts, uniform counts) over seeds;
-  :func:`median_rise` aggregates it (mean over seeds per language, median over languages);
+  allocation) against random masks over seeds: uniform counts and frequency-matched experts
+  (the headline controls), and the global mask's per-layer counts (a diagnostic);
+  :func:`median_rise` aggregates it (mean over seeds per language, median over languages)
+  and :func:`sweep_intervals` puts paired bootstrap intervals over evaluation items on
+  every rise;
 - :func:`prune_check` — the structurally sliced model equals the masked one; save/reload;
 - :func:`cross_language` — masks from language A evaluated on language B;
-- :func:`causal_removal` — remove only one language's specific experts (and a random control);
-- :func:`speed_rows` / :func:`speed_table` — measured speedups of sliced models against FLOPs;
+- :func:`causal_removal` — remove only one language's specific experts (and a
+  frequency-matched random control);
+- :func:`speed_rows` / :func:`speed_table` — measured speedups of sliced models (with
+  bootstrap intervals over timing rounds) against FLOPs;
 - :func:`construction_comparison` — the same pruning under different expert constructions.
 
 The rise of a mask on a language is ``ppl / ppl_dense - 1``.
@@ -34,8 +39,11 @@ from babel.data.corpus import load_items
 from babel.data.languages import get_language
 from babel.models.ffn import ffn_layers
 from babel.models.surgery import load_pruned, prune_model, save_pruned
-from babel.prune.evaluation import Evaluator, perplexity, speedups, throughput
+from babel.prune.conclusion import speed_notes
+from babel.prune.controls import matched_random_experts
+from babel.prune.evaluation import Evaluator, Perplexity, perplexity, speedups, throughput
 from babel.prune.flops import flops_per_token, theoretical_speedup
+from babel.prune.intervals import Interval, interval, rise_draws
 from babel.prune.masks import (
     group_keep_mask,
     keep_mask,
@@ -46,10 +54,34 @@ from babel.prune.masks import (
     uniform_random_mask,
 )
 
-#: The four mask kinds of the sweep, in display order.
-MASK_METHODS = ("frequency (global)", "frequency (adaptive)", "random (matched)",
-                "random (uniform)")
+GLOBAL, ADAPTIVE = "frequency (global)", "frequency (adaptive)"
+UNIFORM, FREQ_MATCHED = "random (uniform)", "random (frequency-matched)"
+LAYER_COUNTS = "random (layer counts)"
+#: The mask kinds of the sweep, in display order.
+MASK_METHODS = (GLOBAL, ADAPTIVE, UNIFORM, FREQ_MATCHED, LAYER_COUNTS)
+#: The random baselines "frequency beats random" is judged against; :data:`LAYER_COUNTS`
+#: (the global mask's per-layer counts, random experts) is a diagnostic only: at small k it
+#: keeps whole layers almost intact, so its rises are degenerate.
+HEADLINE_RANDOM = (UNIFORM, FREQ_MATCHED)
 SUMMED = "all (summed)"
+
+
+def frequency_matched_keep(freq: np.ndarray, keep: np.ndarray, *, seed: int) -> np.ndarray:
+    """Keep-mask removing random experts frequency-matched to the ones ``keep`` removes.
+
+    The removed experts are drawn from those ``keep`` keeps, with the same distribution of
+    ``freq`` as the experts ``keep`` removes
+    (:func:`babel.prune.controls.matched_random_experts`); a layer never loses all its
+    experts (:func:`babel.prune.masks.removal_mask`).
+
+    Args:
+        freq: ``[L, E]`` activation frequency of the language.
+        keep: ``[L, E]`` bool keep-mask whose removed set is matched (it must remove at most
+            half of the experts).
+        seed: Random seed.
+    """
+    return removal_mask(matched_random_experts(freq, ~np.asarray(keep, dtype=bool), seed=seed),
+                        freq)
 
 
 def expert_masks(freq: np.ndarray, share: float, *,
@@ -63,14 +95,21 @@ def expert_masks(freq: np.ndarray, share: float, *,
 
     Returns:
         ``(method, seed, mask)`` triples: the two frequency masks (seed None), then per seed
-        a random mask with the global mask's per-layer counts and a uniform random mask.
+        a uniform random mask (the same share of random experts in every layer) and a
+        frequency-matched one (:func:`frequency_matched_keep` of the global mask; left out when
+        the global mask removes more than half of the experts: there are not enough others to
+        match), and, for the first seed only, the diagnostic random mask with the global mask's
+        per-layer counts.
     """
     g = keep_mask(freq, share, allocation="global")
-    out = [("frequency (global)", None, g),
-           ("frequency (adaptive)", None, keep_mask(freq, share, allocation="adaptive"))]
-    for s in seeds:
-        out.append(("random (matched)", s, random_like(g, seed=s)))
-        out.append(("random (uniform)", s, uniform_random_mask(*g.shape, share, seed=s)))
+    out = [(GLOBAL, None, g), (ADAPTIVE, None, keep_mask(freq, share, allocation="adaptive"))]
+    matchable = (~g).sum() <= g.sum()
+    for i, s in enumerate(seeds):
+        out.append((UNIFORM, s, uniform_random_mask(*g.shape, share, seed=s)))
+        if matchable:
+            out.append((FREQ_MATCHED, s, frequency_matched_keep(freq, g, seed=s)))
+        if i == 0:
+            out.append((LAYER_COUNTS, s, random_like(g, seed=s)))
     return out
 
 
@@ -90,21 +129,114 @@ def perplexity_sweep(ev: Evaluator, freqs: Mapping[str, np.ndarray], partition: 
         methods: The mask kinds evaluated (default: all of :data:`MASK_METHODS`).
 
     Returns:
-        One row per (language, k, method, seed): ``ppl``, ``rise`` and counted ``tokens``.
+        One row per (language, k, method, seed): ``ppl``, ``rise``, counted ``tokens``,
+        ``mask`` (:meth:`Evaluator.mask_key`: the evaluator's memo holds its per-item NLL, read
+        by :func:`sweep_intervals`) and ``removed_freq``, the mean frequency (in the
+        language's profile) of the experts the mask removes.
     """
     rows = []
     for lang in languages or list(freqs):
         dense = ev(None, lang)
         for k in kept_shares:
             masks = ([("dense", None, None)] if k == 1.0 else
-                     [(n, s, neuron_keep_mask(m, partition))
-                      for n, s, m in expert_masks(freqs[lang], k, seeds=seeds)
-                      if n in methods])
-            for name, s, nm in masks:
+                     [m for m in expert_masks(freqs[lang], k, seeds=seeds) if m[0] in methods])
+            for name, s, m in masks:
+                nm = None if m is None else neuron_keep_mask(m, partition)
                 p = ev(nm, lang)
                 rows.append({"language": lang, "k": k, "method": name, "seed": s, "ppl": p.ppl,
-                             "rise": p.ppl / dense.ppl - 1, "tokens": p.tokens})
+                             "rise": p.ppl / dense.ppl - 1, "tokens": p.tokens,
+                             "mask": ev.mask_key(nm),
+                             "removed_freq": (float(freqs[lang][~m].mean())
+                                              if m is not None and (~m).any() else np.nan)})
     return pd.DataFrame(rows)
+
+
+def _draws(dense: Perplexity, pruned: Sequence[Perplexity], *, n_bootstrap: int,
+           seed: int) -> tuple[float, np.ndarray]:
+    """:func:`babel.prune.intervals.rise_draws` of evaluator results (several: a seed mean)."""
+    if dense.item_nll is None or any(p.item_nll is None for p in pruned):
+        raise ValueError("bootstrap intervals need per-item NLL: build the evaluation chunks "
+                         "with chunk_texts (they carry item_index)")
+    return rise_draws(dense.item_nll, np.stack([p.item_nll for p in pruned]),
+                      dense.item_tokens, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def rise_ci(ev: Evaluator, masks: Sequence, lang: str, *, n_bootstrap: int = 1000,
+            seed: int = 0, level: float = 0.95) -> Interval:
+    """Rise of one neuron mask (several: their mean) on ``lang`` with a bootstrap interval.
+
+    Paired over the evaluation items: each resample of the items is applied to the dense and
+    the masked NLL alike (:func:`babel.prune.intervals.rise_draws`).
+    """
+    value, draws = _draws(ev(None, lang), [ev(m, lang) for m in masks],
+                          n_bootstrap=n_bootstrap, seed=seed)
+    return interval(value, draws, level=level)
+
+
+def sweep_intervals(ev: Evaluator, sweep: pd.DataFrame, *, n_bootstrap: int = 1000,
+                    seed: int = 0, level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Paired bootstrap intervals over evaluation items for every rise of a sweep.
+
+    Per (language, k, method) the rise is resampled over the language's items (random
+    methods: the mean over seeds, resampled as one statistic). Per (k, method) the median over
+    languages is taken draw by draw: its interval is the percentile interval of those
+    medians. Every language uses the same bootstrap seed. No evaluation runs: the per-item
+    NLLs come from the evaluator's memo (the sweep's ``mask`` column).
+
+    Args:
+        ev: The evaluator that ran ``sweep``.
+        sweep: From :func:`perplexity_sweep`.
+        n_bootstrap: Resamples of the items.
+        seed: Bootstrap seed.
+        level: Interval level.
+
+    Returns:
+        ``(per_language, median)``: rows (language, k, method, rise, low, high) and rows
+        (k, method, rise, low, high), pruned shares only.
+    """
+    rows, draws = [], {}
+    for (lang, k, m), g in sweep[sweep.k < 1].groupby(["language", "k", "method"], sort=False):
+        value, d = _draws(ev(None, lang), [ev.memo[(key, lang)] for key in g["mask"]],
+                          n_bootstrap=n_bootstrap, seed=seed)
+        iv = interval(value, d, level=level)
+        rows.append({"language": lang, "k": k, "method": m, "rise": iv.value, "low": iv.low,
+                     "high": iv.high})
+        draws.setdefault((k, m), []).append((value, d))
+    med = []
+    for (k, m), vd in draws.items():
+        iv = interval(float(np.median([v for v, _ in vd])),
+                      np.median(np.stack([d for _, d in vd]), axis=0), level=level)
+        med.append({"k": k, "method": m, "rise": iv.value, "low": iv.low, "high": iv.high})
+    return pd.DataFrame(rows), pd.DataFrame(med)
+
+
+def ci_record(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """``{f"{k:g}": {method: {"value", "low", "high"}}}`` of :func:`sweep_intervals`' median."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in table.itertuples():
+        out.setdefault(f"{r.k:g}", {})[r.method] = {"value": float(r.rise),
+                                                    "low": float(r.low), "high": float(r.high)}
+    return out
+
+
+def ci_table(table: pd.DataFrame, *, index: Sequence[str] = ("k",)) -> pd.DataFrame:
+    """Rises with intervals as text, in %: ``"+1.2 [+0.8, +1.6]"``, ``index x method``."""
+    txt = table.assign(ci=[f"{100 * r:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                           for r, lo, hi in zip(table.rise, table.low, table.high, strict=True)])
+    out = txt.pivot_table(index=list(index), columns="method", values="ci", aggfunc="first")
+    return out[[m for m in MASK_METHODS if m in out.columns]]
+
+
+def removed_frequency(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Median over languages of the mean frequency of the removed experts, ``k x method``.
+
+    Shows how well the frequency-matched control matches the global mask: when the global
+    mask removes the least frequent experts, the control can only draw the nearest
+    frequencies among the kept ones.
+    """
+    d = sweep[sweep.k < 1]
+    return (d.groupby(["k", "method", "language"]).removed_freq.mean()
+            .groupby(["k", "method"]).median().unstack("method"))
 
 
 def median_rise(sweep: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
@@ -181,7 +313,8 @@ def _mean_or_none(values: list[float]) -> float | None:
 def cross_language(ev: Evaluator, freqs: Mapping[str, np.ndarray], partition: Partition, *,
                    share: float, languages: Sequence[str],
                    family: Mapping[str, str] | None = None,
-                   branch: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+                   branch: Mapping[str, str] | None = None, n_bootstrap: int = 1000,
+                   bootstrap_seed: int = 0, level: float = 0.95) -> tuple[pd.DataFrame, dict]:
     """Masks from language A (global allocation) evaluated on language B, at one share.
 
     The last row is a multilingual mask ranked by the languages' summed frequencies.
@@ -195,12 +328,17 @@ def cross_language(ev: Evaluator, freqs: Mapping[str, np.ndarray], partition: Pa
         family: Family of each language (pairs are grouped by it; default: the language
             table's) ...
         branch: ... and by branch (e.g. Romance; default: the language table's).
+        n_bootstrap: Resamples of the evaluated language's items for each cell's interval
+            (0: no intervals).
+        bootstrap_seed: Bootstrap seed (the same for every cell).
+        level: Interval level.
 
     Returns:
         ``(matrix, summary)``: rises ``[mask language (+ summed), evaluated language]`` and
         the summary: for each evaluated language whether its own mask is the best
-        (``diagonal_best``), and mean rises of own / same-branch / same-family-other-branch /
-        other-family pairs and of the summed mask.
+        (``diagonal_best``), mean rises of own / same-branch / same-family-other-branch /
+        other-family pairs and of the summed mask, and ``intervals``
+        ``{mask language: {evaluated language: [low, high]}}`` (paired bootstrap over items).
     """
     langs = list(languages)
     if len(langs) < 2:
@@ -208,12 +346,17 @@ def cross_language(ev: Evaluator, freqs: Mapping[str, np.ndarray], partition: Pa
     family = family or {x: get_language(x).family for x in langs}
     branch = branch or {x: get_language(x).branch for x in langs}
     cross = pd.DataFrame(index=langs + [SUMMED], columns=langs, dtype=float)
+    intervals: dict[str, dict[str, list[float]]] = {}
     for a in langs + [SUMMED]:
         m = (group_keep_mask(np.stack([freqs[x] for x in langs]), share, combine="sum")
              if a == SUMMED else keep_mask(freqs[a], share))
         nm = neuron_keep_mask(m, partition)
         for b in langs:
             cross.loc[a, b] = ev.rise(nm, b)
+            if n_bootstrap:
+                iv = rise_ci(ev, [nm], b, n_bootstrap=n_bootstrap, seed=bootstrap_seed,
+                             level=level)
+                intervals.setdefault(a, {})[b] = [iv.low, iv.high]
     own = cross.loc[langs, langs]
     diag_best = {b: bool(own[b].idxmin() == b) for b in langs}
     pairs = [(a, b) for a in langs for b in langs if a != b]
@@ -228,6 +371,8 @@ def cross_language(ev: Evaluator, freqs: Mapping[str, np.ndarray], partition: Pa
                "mean_rise_same_family_other_branch": _mean_or_none(same_fam),
                "mean_rise_other_family": _mean_or_none(other_fam),
                "mean_rise_summed_mask": float(cross.loc[SUMMED].mean())}
+    if intervals:
+        summary["intervals"] = intervals
     return cross, summary
 
 
@@ -238,11 +383,16 @@ def matrix_record(matrix: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def causal_removal(ev: Evaluator, specific: np.ndarray, specific_languages: Sequence[str],
                    freq: np.ndarray, partition: Partition, *, target: str,
-                   languages: Sequence[str], seeds: Sequence[int]) -> tuple[pd.DataFrame, dict]:
+                   languages: Sequence[str], seeds: Sequence[int], n_bootstrap: int = 1000,
+                   bootstrap_seed: int = 0, level: float = 0.95) -> tuple[pd.DataFrame, dict]:
     """Remove only the experts specific to ``target``; evaluate every language.
 
-    The control removes the same number of random experts per layer (one mask per seed,
-    mean and standard deviation over seeds). A layer never loses all its experts
+    The control removes, per seed, as many random experts with the same distribution of
+    frequencies in ``target`` (:func:`babel.prune.controls.matched_random_experts`, disjoint
+    from the specific ones): the same activity taken away, without specificity. Every rise has
+    a paired bootstrap interval over the evaluated language's items (the control: the mean
+    over seeds, resampled as one statistic); the mean over the other languages takes the mean
+    of their draws, draw by draw. A layer never loses all its experts
     (:func:`babel.prune.masks.removal_mask`).
 
     Args:
@@ -250,40 +400,60 @@ def causal_removal(ev: Evaluator, specific: np.ndarray, specific_languages: Sequ
         specific: ``[n_lang, L, E]`` bool, the experts specific to each language
             (:attr:`babel.profile.classes.ExpertClasses.specific`).
         specific_languages: The languages of ``specific``'s first axis (``target`` among them).
-        freq: ``[L, E]`` frequency of ``target`` (keeps a layer's most frequent expert if
-            all its experts are specific).
+        freq: ``[L, E]`` frequency of ``target`` (the control matches it; keeps a layer's most
+            frequent expert if all its experts are removed).
         partition: The partition of the frequencies.
         target: The language whose specific experts are removed.
         languages: Languages evaluated (``target`` among them).
         seeds: Seeds of the random control.
+        n_bootstrap: Resamples of the items.
+        bootstrap_seed: Bootstrap seed (the same for every language).
+        level: Interval level.
 
     Returns:
-        ``(table, summary)``; with no specific expert the table is empty and the summary
-        holds ``n_specific = 0`` only.
+        ``(table, summary)``; the table has per language the rises with ``_low``/``_high``
+        bounds; the summary ``rise_target``, ``rise_others_mean``, ``rise_target_random``,
+        ``rise_others_random_mean`` and each one's ``_ci`` ``[low, high]``. With no specific
+        expert the table is empty and the summary holds ``n_specific = 0`` only.
     """
     specific = np.asarray(specific, dtype=bool)
     spec = specific[list(specific_languages).index(target)]
     n_spec = int(spec.sum())
     if not n_spec:
         return pd.DataFrame(), {"language": target, "n_specific": 0}
-    keep = removal_mask(spec, freq)
-    nm = neuron_keep_mask(keep, partition)
-    rows = []
+    nm = neuron_keep_mask(removal_mask(spec, freq), partition)
+    controls = [neuron_keep_mask(removal_mask(matched_random_experts(freq, spec, seed=s), freq),
+                                 partition) for s in seeds]
+    rows, draws = [], {}
     for b in languages:
-        rnd = [ev.rise(neuron_keep_mask(random_like(keep, seed=s), partition), b) for s in seeds]
-        rows.append({"language": b, "is_target": b == target,
-                     "rise_specific_removed": ev.rise(nm, b),
-                     "rise_random_removed": float(np.mean(rnd)),
-                     "rise_random_sd": float(np.std(rnd, ddof=1)) if len(rnd) > 1 else 0.0})
+        row = {"language": b, "is_target": b == target}
+        for col, masks in (("rise_specific_removed", [nm]), ("rise_random_removed", controls)):
+            value, d = _draws(ev(None, b), [ev(m, b) for m in masks], n_bootstrap=n_bootstrap,
+                              seed=bootstrap_seed)
+            iv = interval(value, d, level=level)
+            row |= {col: iv.value, f"{col}_low": iv.low, f"{col}_high": iv.high}
+            draws[(b, col)] = d
+        rnd = [ev.rise(m, b) for m in controls]
+        row["rise_random_sd"] = float(np.std(rnd, ddof=1)) if len(rnd) > 1 else 0.0
+        rows.append(row)
     table = pd.DataFrame(rows)
     tgt, others = table[table.is_target].iloc[0], table[~table.is_target]
     summary = {"language": target, "n_specific": n_spec,
                "specific_per_language": {x: int(specific[i].sum())
-                                         for i, x in enumerate(specific_languages)},
-               "rise_target": float(tgt.rise_specific_removed),
-               "rise_others_mean": float(others.rise_specific_removed.mean()),
-               "rise_target_random": float(tgt.rise_random_removed),
-               "rise_others_random_mean": float(others.rise_random_removed.mean())}
+                                         for i, x in enumerate(specific_languages)}}
+    for key, col in (("rise_target", "rise_specific_removed"),
+                     ("rise_target_random", "rise_random_removed")):
+        summary |= {key: float(tgt[col]), f"{key}_ci": [float(tgt[f"{col}_low"]),
+                                                        float(tgt[f"{col}_high"])]}
+    for key, col in (("rise_others_mean", "rise_specific_removed"),
+                     ("rise_others_random_mean", "rise_random_removed")):
+        if len(others):
+            iv = interval(float(others[col].mean()),
+                          np.mean([draws[(b, col)] for b in others.language], axis=0),
+                          level=level)
+            summary |= {key: iv.value, f"{key}_ci": [iv.low, iv.high]}
+        else:
+            summary[key] = float("nan")
     return table, summary
 
 
@@ -313,7 +483,8 @@ def flop_speedup(model: nn.Module, keep_neurons, *, seq_len: int) -> dict[str, f
 
 def speed_rows(name: str, dense: nn.Module, batch: torch.Tensor,
                keeps: Mapping[float, object], *, repeats: int, seq_len: int,
-               warmup: int = 1) -> list[dict]:
+               max_repeats: int | None = None, warmup: int = 1,
+               rel_half_width: float = 0.03) -> list[dict]:
     """Time ``dense`` and its sliced copies (one per kept share) together; compare with FLOPs.
 
     Args:
@@ -322,37 +493,50 @@ def speed_rows(name: str, dense: nn.Module, batch: torch.Tensor,
         batch: Token ids ``[B, T]`` every model sees.
         keeps: ``{share: neuron keep-mask}``; each is sliced with
             :func:`babel.models.surgery.prune_model`.
-        repeats: Timed rounds (median), after ``warmup`` rounds.
+        repeats: Timed rounds at least (median), after ``warmup`` rounds.
         seq_len: Context length for the attention FLOPs.
+        max_repeats: Timed rounds at most: rounds go on until every speedup's 95% interval
+            has a half-width below ``rel_half_width`` of its value
+            (:func:`babel.prune.evaluation.throughput`; None: exactly ``repeats``).
+        rel_half_width: The relative precision aimed at.
 
     Returns:
         One row per share: FFN share of the dense FLOPs, theoretical and measured speedups of
-        the body and end to end, and the dense body's tokens per second.
+        the body and end to end (measured with ``_low``/``_high`` bounds of the 95% bootstrap
+        interval over the paired rounds), the timed ``rounds`` and the dense body's tokens
+        per second.
     """
     models = {"dense": dense} | {f"k={k:g}": prune_model(dense, kp) for k, kp in keeps.items()}
-    timing = throughput(models, batch, repeats=repeats, warmup=warmup)
-    sp = speedups(timing)
+    timing = throughput(models, batch, repeats=repeats, warmup=warmup, max_repeats=max_repeats,
+                        rel_half_width=rel_half_width)
+    sp = speedups(timing, intervals=True)
     f_dense = flops_per_token(dense, seq_len=seq_len)
     dense_tok_s = float(timing.set_index(["model", "part"]).tokens_per_s[("dense", "body")])
     rows = []
     for (label, pm), k in zip(list(models.items())[1:], keeps, strict=True):
         th = theoretical_speedup(f_dense, flops_per_token(pm, seq_len=seq_len))
-        rows.append({"model": name, "k": float(k),
-                     "ffn_share_body": f_dense.ffn / f_dense.body,
-                     "ffn_share_end_to_end": f_dense.ffn / f_dense.total,
-                     "theoretical_body": th["body"],
-                     "measured_body": float(sp.loc[label, "speedup_body"]),
-                     "theoretical_end_to_end": th["end_to_end"],
-                     "measured_end_to_end": float(sp.loc[label, "speedup_end_to_end"]),
-                     "dense_body_tok_s": dense_tok_s})
+        row = {"model": name, "k": float(k), "ffn_share_body": f_dense.ffn / f_dense.body,
+               "ffn_share_end_to_end": f_dense.ffn / f_dense.total}
+        for part in ("body", "end_to_end"):
+            row |= {f"theoretical_{part}": th[part],
+                    f"measured_{part}": float(sp.loc[label, f"speedup_{part}"]),
+                    f"measured_{part}_low": float(sp.loc[label, f"speedup_{part}_low"]),
+                    f"measured_{part}_high": float(sp.loc[label, f"speedup_{part}_high"])}
+        rows.append(row | {"rounds": int(timing.repeats.max()), "dense_body_tok_s": dense_tok_s})
     return rows
 
 
 def speed_table(rows: Sequence[dict]) -> pd.DataFrame:
-    """:func:`speed_rows` of several models, with measured / theoretical ratios."""
+    """:func:`speed_rows` of several models, with measured / theoretical ratios and a ``note``.
+
+    The note (:func:`babel.prune.conclusion.speed_notes`) names a measured speedup whose lower
+    bound lies above its FLOP bound (noise, not a result) and a share slower than a larger
+    share with non-overlapping intervals (not monotonic in k).
+    """
     speed = pd.DataFrame(list(rows))
     speed["measured/theoretical body"] = speed.measured_body / speed.theoretical_body
     speed["measured/theoretical e2e"] = speed.measured_end_to_end / speed.theoretical_end_to_end
+    speed["note"] = speed_notes(speed)
     return speed
 
 

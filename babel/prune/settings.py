@@ -38,7 +38,9 @@ class PruningSettings:
         speed_shares: Kept shares timed, largest first (each below 1).
         speed_batch: Sequences per timed batch.
         speed_seq_len: Tokens per timed sequence.
-        speed_repeats: Timed rounds (median).
+        speed_repeats: Timed rounds at least (median).
+        speed_max_repeats: Timed rounds at most: rounds go on until every measured speedup's
+            95% bootstrap interval has a half-width below 3% of its value, or this many.
     """
 
     kept_shares: tuple[float, ...] = (1.0, 0.9, 0.8)
@@ -53,6 +55,7 @@ class PruningSettings:
     speed_batch: int = 2
     speed_seq_len: int = 128
     speed_repeats: int = 5
+    speed_max_repeats: int = 30
 
     @classmethod
     def from_params(cls, **p: Any) -> PruningSettings:
@@ -83,20 +86,23 @@ class PruningSettings:
             speed_shares=_shares("speed_shares", d["speed_shares"], high=0.999),
             speed_batch=check_number("speed_batch", d["speed_batch"], kind=int, low=1),
             speed_seq_len=check_number("speed_seq_len", d["speed_seq_len"], kind=int, low=2),
-            speed_repeats=check_number("speed_repeats", d["speed_repeats"], kind=int, low=1))
+            speed_repeats=check_number("speed_repeats", d["speed_repeats"], kind=int, low=1),
+            speed_max_repeats=check_number("speed_max_repeats", d["speed_max_repeats"],
+                                           kind=int, low=d["speed_repeats"]))
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any]) -> PruningSettings:
         """Build from a notebook's variables (the settings it defines).
 
         Grouped notebook parameters are expanded: ``evaluation = {"max_tokens", "seq_len"}``
-        and ``speed = {"models", "shares", "batch", "seq_len", "repeats"}``;
+        and ``speed = {"models", "shares", "batch", "seq_len", "repeats", "max_repeats"}``;
         ``construction_languages = []`` turns the construction comparison off.
         """
         flat = {f.name: namespace[f.name] for f in dataclasses.fields(cls)
                 if f.name in namespace}
         for group, allowed in (("evaluation", ("max_tokens", "seq_len")),
-                               ("speed", ("models", "shares", "batch", "seq_len", "repeats"))):
+                               ("speed", ("models", "shares", "batch", "seq_len", "repeats",
+                                          "max_repeats"))):
             value = namespace.get(group)
             if value is None:
                 continue

@@ -44,7 +44,9 @@ def test_parameters_cell_declares_the_experiment(name: str) -> None:
     for node in ast.parse("\n".join(cell)).body:
         assert isinstance(node, ast.Assign), f"{name}: the parameters cell holds only literals"
         values[node.targets[0].id] = ast.literal_eval(node.value)
-    assert {k: values.get(k) for k in COMMON_PARAMETERS} == COMMON_PARAMETERS
+    missing = sorted(set(COMMON_PARAMETERS) - set(values))
+    assert not missing, f"{name} does not declare {missing}"
+    assert {k: values[k] for k in COMMON_PARAMETERS} == COMMON_PARAMETERS
     setup = "\n".join(ln for h, c in _cells(name) if "markdown" not in h for ln in c)
     assert "ExperimentConfig.from_namespace(globals())" in setup
 
