@@ -59,6 +59,13 @@ reproduce: $(STAMP)
 notebook: $(STAMP)
 	$(PY) -m babel run $(NB) --params $(PARAMS)
 
+## mutation: mutation score of the analysis stages against the unit tier (mutmut; ~1 h on 2 cores)
+mutation: $(STAMP)
+	$(PY) -m pip install -q 'mutmut>=3.3'
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children 2 || true
+	$(PY) tests/mutation_report.py mutants
+
 ## bench: speed benchmarks (profiling overhead, pruning speedups); prints measured ratios
 bench: $(STAMP)
 	$(PY) benchmarks/bench_profiling.py
@@ -78,6 +85,6 @@ lint: $(STAMP)
 
 ## clean: remove executed notebooks and computed caches (keeps the model caches and .venv)
 clean:
-	rm -rf build data/cache
+	rm -rf build data/cache mutants
 
-.PHONY: help install lab-install lab test test-fast reproduce notebook bench corpus-check corpus-stats lint clean
+.PHONY: help install lab-install lab test test-fast mutation reproduce notebook bench corpus-check corpus-stats lint clean
