@@ -94,13 +94,14 @@ class PruningSettings:
     def from_namespace(cls, namespace: Mapping[str, Any]) -> PruningSettings:
         """Build from a notebook's variables (the settings it defines).
 
-        Grouped notebook parameters are expanded: ``evaluation = {"max_tokens", "seq_len"}``
+        Grouped notebook parameters are expanded: ``evaluation = {"max_tokens", "seq_len",
+        "max_rise"}``
         and ``speed = {"models", "shares", "batch", "seq_len", "repeats", "max_repeats"}``;
         ``construction_languages = []`` turns the construction comparison off.
         """
         flat = {f.name: namespace[f.name] for f in dataclasses.fields(cls)
                 if f.name in namespace}
-        for group, allowed in (("evaluation", ("max_tokens", "seq_len")),
+        for group, allowed in (("evaluation", ("max_tokens", "seq_len", "max_rise")),
                                ("speed", ("models", "shares", "batch", "seq_len", "repeats",
                                           "max_repeats"))):
             value = namespace.get(group)
@@ -110,7 +111,7 @@ class PruningSettings:
                 raise ParameterError(f"{group} must be a mapping with keys {list(allowed)}, got "
                                      f"{value!r}")
             prefix = "eval" if group == "evaluation" else group
-            flat |= {f"{prefix}_{k}": v for k, v in value.items()}
+            flat |= {k if k == "max_rise" else f"{prefix}_{k}": v for k, v in value.items()}
         if "construction_languages" in namespace and "construction_compare" not in namespace:
             flat["construction_compare"] = bool(namespace["construction_languages"])
         return cls.from_params(**flat)

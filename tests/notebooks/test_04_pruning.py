@@ -21,10 +21,21 @@ def test_notebook_04_smoke(tmp_path):
     # the headline direction: frequency masks beat uniform random masks
     k = f"{min(s for s in params['kept_shares'] if s < 1):g}"
     med = rec["median_rise"][k]
-    assert set(med) == {"frequency (global)", "frequency (adaptive)", "random (matched)",
-                        "random (uniform)"}
+    headline = {"frequency (global)", "frequency (adaptive)", "random (uniform)",
+                "random (layer counts)"}
+    # frequency-matched exists where the global mask removes at most half of the experts
+    assert set(med) == headline | ({"random (frequency-matched)"} if float(k) >= 0.5 else set())
     assert med["frequency (global)"] < med["random (uniform)"]
     assert med["frequency (global)"] > 0
+    # intervals: every rise has one that brackets it; the median's brackets the median
+    ci = rec["median_rise_ci"][k]
+    assert set(ci) == set(med)
+    for m, iv in ci.items():
+        assert iv["low"] <= iv["value"] <= iv["high"]
+        assert iv["value"] == pytest.approx(med[m], rel=1e-6, abs=1e-9)
+    assert len(rec["rise_ci"]) == len(langs) * len(med)
+    assert all(r["low"] <= r["rise"] <= r["high"] for r in rec["rise_ci"])
+    assert all(len(r["mask"]) == 40 or r["mask"] == "dense" for r in sweep)
     check = rec["prune_equals_mask"]
     assert check["abs_diff"] <= 1e-4 * check["ppl_masked"]
     assert check["reload_max_logit_diff"] <= 1e-4
@@ -35,6 +46,10 @@ def test_notebook_04_smoke(tmp_path):
     assert all(set(row) == langs for row in cross.values())
     assert cs["mean_rise_own"] == pytest.approx(sum(cross[x][x] for x in langs) / len(langs))
     assert cs["n_diagonal_best"] == sum(cs["diagonal_best"].values())
+    for a, row in cross.items():
+        for b, v in row.items():
+            lo, hi = cs["intervals"][a][b]
+            assert lo - 1e-9 <= v <= hi + 1e-9
     # causal: the target is a pruning language; specific counts over all the experiment's
     causal = rec["causal"]
     assert causal["language"] == params["causal_language"]
@@ -42,12 +57,16 @@ def test_notebook_04_smoke(tmp_path):
         assert set(causal["specific_per_language"]) == set(params["languages"])
         assert causal["specific_per_language"][causal["language"]] == causal["n_specific"]
         assert all(math.isfinite(causal[f]) for f in ("rise_target", "rise_target_random"))
+        lo, hi = causal["rise_target_ci"]
+        assert lo <= causal["rise_target"] <= hi
     speed = rec["speed"]
     assert {r["model"] for r in speed} == set(params["speed"]["models"])
     assert all(r["theoretical_body"] > r["theoretical_end_to_end"] > 1 for r in speed)
     for r in speed:
         for f in ("measured_body", "measured_end_to_end", "measured/theoretical body"):
             assert math.isfinite(r[f]) and r[f] > 0
+        assert r["measured_body_low"] <= r["measured_body"] <= r["measured_body_high"]
+        assert params["speed"]["repeats"] <= r["rounds"] <= params["speed"]["max_repeats"]
     conclusion = rec["conclusion"]
     assert conclusion.split(":")[0] in ("**Yes**", "**Partly**", "**No**")
     assert f"- k = {k}: median perplexity rise" in conclusion

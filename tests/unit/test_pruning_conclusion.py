@@ -5,15 +5,25 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from babel.prune.conclusion import answer, comparable_share, compare, conclusion_text, pct
+from babel.prune.conclusion import (
+    answer,
+    comparable_share,
+    compare,
+    conclusion_text,
+    is_noise,
+    non_monotonic,
+    pct,
+    speed_notes,
+)
 
-METHODS = ["frequency (global)", "frequency (adaptive)", "random (matched)", "random (uniform)"]
+METHODS = ["frequency (global)", "frequency (adaptive)", "random (uniform)",
+           "random (frequency-matched)", "random (layer counts)"]
 
 
 def _summary(rows: dict[float, list[float]]) -> pd.DataFrame:
     """Median-rise table ``k x method`` (the dense row at k = 1 as the notebook has it)."""
     t = pd.DataFrame.from_dict(rows, orient="index", columns=METHODS)
-    t.loc[1.0] = [float("nan")] * 4
+    t.loc[1.0] = [float("nan")] * len(METHODS)
     t["dense"] = [float("nan")] * (len(t) - 1) + [0.0]
     return t.sort_index()
 
@@ -36,8 +46,8 @@ def _speed(model: str, k: float, measured: float) -> pd.DataFrame:
                           "theoretical_end_to_end": 1.12, "ffn_share_end_to_end": 0.26}])
 
 
-GOOD = _summary({0.9: [0.02, 0.03, 0.2, 0.3], 0.8: [0.08, 0.07, 0.5, 0.6],
-                 0.7: [0.15, 0.12, 0.9, 1.0]})
+GOOD = _summary({0.9: [0.02, 0.03, 0.3, 0.2, 0.01], 0.8: [0.08, 0.07, 0.6, 0.5, 0.05],
+                 0.7: [0.15, 0.12, 1.0, 0.9, 0.1]})
 
 
 def test_comparable_share_is_the_smallest_within_max_rise():
@@ -62,7 +72,7 @@ def test_answer_partly_when_not_faster_and_falls_back_to_flops():
 
 
 def test_answer_no_and_not_better_than_random():
-    bad = _summary({0.9: [0.4, 0.3, 0.2, 0.3], 0.8: [0.9, 0.7, 0.5, 0.6]})
+    bad = _summary({0.9: [0.4, 0.3, 0.3, 0.2, 0.5], 0.8: [0.9, 0.7, 0.6, 0.5, 1.0]})
     a = answer(bad, max_rise=0.1, model="m")
     assert a.startswith("**No**") and "+40.0%, at k = 0.9" in a
     loose = answer(bad, max_rise=0.5, model="m", speed=_speed("m", 0.9, 1.1))
@@ -84,8 +94,11 @@ def test_conclusion_text_lines():
     lines = text.splitlines()
     assert lines[0].startswith("**Yes**") and lines[1] == ""
     assert lines[2].startswith("- k = 0.9") and "beats random" in lines[2]
-    assert "smaller rise than uniform random in 6 of 6" in text
+    assert "smaller rise than uniform random in 6 of 6, than frequency-matched random in 6 " \
+           "of 6, than layer counts random in 0 of 6" in text
     assert "adaptive beats global in 4 of 6" in text  # at k = 0.8 and 0.7, both languages
+    # the layer-counts mask has the smallest rise, yet "beats random" holds: it is a diagnostic
+    assert "Diagnostic only: random with the global mask's per-layer counts +1.0%" in lines[2]
     assert "best for 1 of 2" in text and "same branch n/a" in text
     assert "removing the 5 experts specific to a" in text
     assert "holds down to k = 0.8" in text and "best: kmeans" in text
@@ -102,5 +115,65 @@ def test_helpers():
 
 @pytest.mark.parametrize("max_rise", [0.0, 0.1])
 def test_no_pruned_share_means_no(max_rise):
-    bad = _summary({0.5: [1.0, 1.0, 2.0, 2.0]})
+    bad = _summary({0.5: [1.0, 1.0, 2.0, 2.0, 2.0]})
     assert answer(bad, max_rise=max_rise, model="m").startswith("**No**")
+
+
+def _speed_rows(rows: list[tuple[float, float, float, float, float]]) -> pd.DataFrame:
+    """Speed table of model "m": (k, theoretical body, measured, low, high); e2e = body."""
+    return pd.DataFrame([{"model": "m", "k": k, "theoretical_body": th, "measured_body": v,
+                          "measured_body_low": lo, "measured_body_high": hi,
+                          "theoretical_end_to_end": th, "measured_end_to_end": v,
+                          "measured_end_to_end_low": lo, "measured_end_to_end_high": hi,
+                          "ffn_share_end_to_end": 0.3, "rounds": 30}
+                         for k, th, v, lo, hi in rows])
+
+
+def test_measured_speedup_above_its_flop_bound_is_noise():
+    # k = 0.9: FLOP bound x1.05, measured x1.20 [1.10, 1.30] -> noise; k = 0.8 is fine
+    speed = _speed_rows([(0.9, 1.05, 1.20, 1.10, 1.30), (0.8, 1.20, 1.15, 1.10, 1.19)])
+    assert [is_noise(r) for _, r in speed.iterrows()] == [True, False]
+    notes = speed_notes(speed)
+    assert notes[0] == "body: above its FLOP bound (noise); end to end: above its FLOP bound " \
+                       "(noise)" and notes[1] == ""
+    text = conclusion_text(GOOD, _per_lang(GOOD), n_seeds=3, max_rise=0.1, model="m",
+                           speed=speed)
+    assert "×1.20 [1.10, 1.30] lies above its FLOP bound ×1.05, so it is timing noise" in text
+    assert "body ×1.15 [1.10, 1.19] measured vs ×1.20 from FLOPs" in text
+    # the answer at k = 0.9 never uses the noisy measurement: it falls back to FLOPs
+    a = answer(_summary({0.9: [0.02, 0.03, 0.3, 0.2, 0.01]}), max_rise=0.1, model="m",
+               speed=speed, flops_at_comparable={"body": 1.05, "end_to_end": 1.02})
+    assert "×1.05 as fast (from FLOPs)" in a and "1.20" not in a
+
+
+def test_non_monotonic_k_is_named_only_when_intervals_are_apart():
+    # k = 0.7 is slower than k = 0.8 with intervals apart; 0.9 vs 0.8 overlap: not named
+    speed = _speed_rows([(0.9, 1.1, 1.08, 1.00, 1.15), (0.8, 1.3, 1.12, 1.10, 1.14),
+                         (0.7, 1.5, 1.02, 1.00, 1.05)])
+    assert non_monotonic(speed) == [("m", 0.7, 0.8)]
+    assert speed_notes(speed)[2] == "body: slower than k=0.8; end to end: slower than k=0.8"
+    text = conclusion_text(GOOD, _per_lang(GOOD), n_seeds=3, max_rise=0.1, model="m",
+                           speed=speed)
+    assert "Speed (body) is not monotonic in k: m at k = 0.7 is slower than at k = 0.8" in text
+    ok = _speed_rows([(0.9, 1.1, 1.08, 1.00, 1.15), (0.8, 1.3, 1.06, 1.00, 1.14)])
+    assert non_monotonic(ok) == [] and "not monotonic" not in conclusion_text(
+        GOOD, _per_lang(GOOD), n_seeds=3, max_rise=0.1, model="m", speed=ok)
+
+
+def test_sweep_line_with_intervals_and_removed_frequency():
+    med = pd.DataFrame([{"k": 0.8, "method": m, "rise": GOOD.loc[0.8, m], "low": lo, "high": hi}
+                        for m, lo, hi in zip(METHODS, [0.06, 0.05, 0.5, 0.4, 0.03],
+                                             [0.10, 0.09, 0.7, 0.6, 0.07], strict=True)])
+    rf = pd.DataFrame({"frequency (global)": [0.012], "random (frequency-matched)": [0.031]},
+                      index=[0.8])
+    text = conclusion_text(GOOD, _per_lang(GOOD), n_seeds=3, max_rise=0.1, model="m",
+                           median_ci=med, removed_freq=rf)
+    line = next(x for x in text.splitlines() if x.startswith("- k = 0.8"))
+    assert "+8.0% [+6.0%, +10.0%] (frequency, global)" in line
+    assert "beats random (intervals apart)" in line
+    assert "mean frequency 0.031 (the global mask's: 0.012" in line
+    overlap = med.assign(low=lambda d: d.low.where(d.method != "random (frequency-matched)",
+                                                   0.09))
+    text = conclusion_text(GOOD, _per_lang(GOOD), n_seeds=3, max_rise=0.1, model="m",
+                           median_ci=overlap)
+    assert "beats random (but the intervals overlap)" in text

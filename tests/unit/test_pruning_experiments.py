@@ -12,6 +12,7 @@ live experts at k = 0.5 (rise 0) and beat every random mask.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import matplotlib
@@ -27,7 +28,7 @@ from babel.figures import pruning as figs
 from babel.models.ffn import ffn_layers
 from babel.profile.profiler import profile_chunks
 from babel.prune import experiments as px
-from babel.prune.evaluation import Evaluator
+from babel.prune.evaluation import Evaluator, speedups, throughput
 from babel.prune.masks import keep_mask, neuron_keep_mask
 from babel.prune.settings import PruningSettings
 
@@ -36,7 +37,7 @@ E, DEAD_FROM, BOS = 8, 4, 1
 
 
 def _sample(model, *, n: int, t: int, seed: int) -> TokenChunks:
-    """``n`` sequences of ``t`` tokens sampled from ``model`` (BOS first)."""
+    """``n`` sequences of ``t`` tokens sampled from ``model`` (BOS first); one item each."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.full((n, 1), BOS)
     with torch.no_grad():
@@ -44,7 +45,9 @@ def _sample(model, *, n: int, t: int, seed: int) -> TokenChunks:
             p = torch.softmax(model(input_ids=ids).logits[:, -1].double(), -1)
             ids = torch.cat([ids, torch.multinomial(p, 1, generator=g)], 1)
     am = torch.ones_like(ids)
-    return TokenChunks(ids, am, int(am.sum()), int(am.sum()) - n, True)
+    items = torch.arange(n)[:, None].expand(n, t).clone()
+    items[:, 0] = -1  # BOS belongs to no item
+    return TokenChunks(ids, am, int(am.sum()), int(am.sum()) - n, True, n, items)
 
 
 @pytest.fixture
@@ -88,7 +91,7 @@ def test_sweep_frequency_masks_beat_random(planted):
     _, part, _, ev, freq = planted
     sweep = px.perplexity_sweep(ev, {"aa": freq, "bb": freq}, part, kept_shares=[1.0, 0.5],
                                 seeds=[0, 1, 2])
-    assert len(sweep) == 2 * (1 + 2 + 2 * 3)
+    assert len(sweep) == 2 * (1 + 2 + 2 * 3 + 1)  # layer counts: the first seed only
     pruned = sweep[sweep.k == 0.5]
     freq_rows = pruned[pruned.method.str.startswith("frequency")]
     rnd_rows = pruned[pruned.method.str.startswith("random")]
@@ -97,10 +100,16 @@ def test_sweep_frequency_masks_beat_random(planted):
     assert (sweep[sweep.method == "dense"].rise == 0).all()
     _, summary = px.median_rise(sweep)
     assert summary.loc[0.5, "frequency (global)"] < summary.loc[0.5, "random (uniform)"]
-    assert summary.loc[0.5, "frequency (global)"] < summary.loc[0.5, "random (matched)"]
+    for m in ("random (frequency-matched)", "random (layer counts)"):
+        assert summary.loc[0.5, "frequency (global)"] < summary.loc[0.5, m]
+    # frequency-matched: removes live experts here (the dead ones are all removed by global)
+    fm = pruned[pruned.method == "random (frequency-matched)"]
+    assert (fm.removed_freq == 1.0).all()
+    assert (pruned[pruned.method == "frequency (global)"].removed_freq == 0.0).all()
     assert set(px.table_record(summary)) == {"1", "0.5"}
     rec = px.sweep_record(sweep)
     assert rec[0]["seed"] is None and rec[-1]["seed"] == 2  # as recorded before: a float
+    assert rec[0]["mask"] == "dense" and len(rec[-1]["mask"]) == 40  # the evaluator's key
 
 
 def test_expert_masks_kinds_and_counts():
@@ -108,10 +117,74 @@ def test_expert_masks_kinds_and_counts():
     masks = px.expert_masks(f, 0.5, seeds=[0, 1])
     assert [(n, s) for n, s, _ in masks] == [
         ("frequency (global)", None), ("frequency (adaptive)", None),
-        ("random (matched)", 0), ("random (uniform)", 0),
-        ("random (matched)", 1), ("random (uniform)", 1)]
-    assert all(m.sum() == 12 for _, _, m in masks)
-    assert (masks[2][2].sum(1) == masks[0][2].sum(1)).all()  # matched: same per-layer counts
+        ("random (uniform)", 0), ("random (frequency-matched)", 0), ("random (layer counts)", 0),
+        ("random (uniform)", 1), ("random (frequency-matched)", 1)]
+    assert all(m.sum() >= 12 for _, _, m in masks) and masks[2][2].sum() == 12
+    assert (masks[4][2].sum(1) == masks[0][2].sum(1)).all()  # layer counts: the global ones
+    assert (masks[2][2].sum(1) == 4).all()  # uniform: the same share in every layer
+    # below k = 0.5 the global mask removes more than the others: nothing to match from
+    assert "random (frequency-matched)" not in {n for n, _, _ in px.expert_masks(
+        f, 0.4, seeds=[0])}
+
+
+def test_frequency_matched_masks_remove_experts_of_matched_frequency():
+    # half of the experts sit on a low plateau (0.10..0.11), the rest high (0.5..0.9); the
+    # global mask at k = 0.8 removes the lowest 20%, all on the plateau; the control must
+    # draw kept experts of the same frequencies: the plateau's rest, not the high ones
+    rng = np.random.default_rng(3)
+    f = np.where(rng.random((6, 40)) < 0.5, 0.10 + 0.01 * rng.random((6, 40)),
+                 0.5 + 0.4 * rng.random((6, 40)))
+    g = keep_mask(f, 0.8)
+    for seed in range(3):
+        keep = px.frequency_matched_keep(f, g, seed=seed)
+        removed = ~keep
+        assert not (removed & ~g).any()  # disjoint from the global mask's removed experts
+        assert removed.sum() == (~g).sum() and keep.any(1).all()
+        assert abs(f[removed].mean() / f[~g].mean() - 1) < 0.15
+    # a layer the control would empty keeps its most frequent expert
+    tiny = np.array([[0.1, 0.2], [0.9, 0.8]])
+    k = px.frequency_matched_keep(tiny, np.array([[True, True], [False, False]]), seed=0)
+    assert k.any(1).all()
+
+
+def test_sweep_intervals_planted(planted):
+    _, part, _, ev, freq = planted
+    sweep = px.perplexity_sweep(ev, {"aa": freq, "bb": freq}, part, kept_shares=[1.0, 0.5],
+                                seeds=[0, 1])
+    runs = ev.runs
+    per_lang, med = px.sweep_intervals(ev, sweep, n_bootstrap=300)
+    assert ev.runs == runs  # read from the memo: nothing evaluated again
+    assert len(per_lang) == 2 * 5 and len(med) == 5
+    dead = per_lang[per_lang.method.str.startswith("frequency")]
+    assert (dead[["rise", "low", "high"]] == 0.0).all().all()  # only dead experts removed
+    rnd = per_lang[per_lang.method.str.startswith("random")]
+    assert (rnd.low > 0).all()  # every random mask hurts, and the interval says so
+    assert ((med.low <= med.rise) & (med.rise <= med.high)).all()
+    # the point values are the sweep's: the mean over seeds per language, median over them
+    _, summary = px.median_rise(sweep)
+    for r in med.itertuples():
+        assert r.rise == pytest.approx(summary.loc[r.k, r.method], rel=1e-9, abs=1e-12)
+    assert px.ci_record(med)["0.5"]["frequency (global)"] == {"value": 0.0, "low": 0.0,
+                                                              "high": 0.0}
+    table = px.ci_table(per_lang, index=["language", "k"])
+    assert table.loc[("aa", 0.5), "frequency (global)"] == "+0.0 [+0.0, +0.0]"
+    assert list(table.columns) == list(px.MASK_METHODS)
+
+
+def test_sweep_intervals_median_is_taken_draw_by_draw(planted):
+    # "aa" loses only dead experts (every draw 0); "bb" and "cc" are the same text under the
+    # same harmful mask, so with the same bootstrap seed per language their draws are equal:
+    # the median of (0, x, x) is x draw by draw, so the median's interval is theirs exactly
+    _, part, live, ev, freq = planted
+    ev.chunks["cc"] = ev.chunks["bb"]
+    wrong = np.where(live, 0.0, 1.0)
+    sweep = px.perplexity_sweep(ev, {"aa": freq, "bb": wrong, "cc": wrong}, part,
+                                kept_shares=[1.0, 0.5], seeds=[0],
+                                methods=["frequency (global)"])
+    per_lang, med = px.sweep_intervals(ev, sweep, n_bootstrap=200, seed=5)
+    bb = per_lang.set_index("language").loc["bb"]
+    assert bb.low > 0
+    assert (med.rise[0], med.low[0], med.high[0]) == pytest.approx((bb.rise, bb.low, bb.high))
 
 
 def test_median_rise_is_median_over_languages_of_seed_means():
@@ -170,11 +243,19 @@ def test_causal_removal_planted(planted):
     assert summary["specific_per_language"] == {"aa": 4, "bb": 2}
     assert summary["rise_target"] == pytest.approx(0.0, abs=1e-9)  # dead: nothing changes
     assert summary["rise_others_mean"] == pytest.approx(0.0, abs=1e-9)
-    assert summary["rise_target_random"] > 0.0  # random removal hits live experts
+    assert summary["rise_target_ci"] == [0.0, 0.0]  # nothing changes on any resample
+    # the control removes experts of the same (zero) frequencies: the other dead experts
+    assert summary["rise_target_random"] == pytest.approx(0.0, abs=1e-9)
+    assert summary["rise_others_random_mean"] == pytest.approx(0.0, abs=1e-9)
     assert list(table.language) == ["aa", "bb"] and table.is_target.tolist() == [True, False]
+    assert {"rise_specific_removed_low", "rise_random_removed_high"} <= set(table.columns)
     _, s_bb = px.causal_removal(ev, specific, ["aa", "bb"], freq, part, target="bb",
-                                languages=["aa", "bb"], seeds=[0])
-    assert s_bb["rise_target"] > 0.0
+                                languages=["aa", "bb"], seeds=[0, 1])
+    assert s_bb["rise_target"] > 0.0 and s_bb["rise_target_ci"][0] > 0.0
+    # two live experts of layer 1 against two other live experts (frequency 1 too)
+    assert s_bb["rise_target_random"] > 0.0 and s_bb["rise_target_random_ci"][0] > 0.0
+    lo, hi = s_bb["rise_others_mean_ci"]
+    assert lo <= s_bb["rise_others_mean"] <= hi
     none = np.zeros_like(specific)
     t0, s0 = px.causal_removal(ev, none, ["aa", "bb"], freq, part, target="aa",
                                languages=["aa", "bb"], seeds=[0])
@@ -215,6 +296,41 @@ def test_speed_rows_and_flops(tiny_llama):
     assert speed.theoretical_body[0] > speed.theoretical_body[1]
     for col in ("measured_body", "measured_end_to_end", "measured/theoretical body"):
         assert all(math.isfinite(v) and v > 0 for v in speed[col])
+    assert (speed.measured_body_low <= speed.measured_body).all()
+    assert (speed.measured_body <= speed.measured_body_high).all()
+    assert (speed.rounds == 2).all() and "note" in speed.columns
+
+
+def _fake_timer(seconds):
+    """A ``time_fn`` that never runs the model: the next of ``seconds`` (cycled)."""
+    it = iter(seconds)
+    return lambda fn: next(it)
+
+
+def test_adaptive_repeats_stop_early_on_constant_timings(tiny_llama):
+    # the pruned model always takes half the dense time: every speedup is exactly x2 with a
+    # zero-width interval after the minimum number of rounds
+    models = {"dense": tiny_llama, "k=0.5": tiny_llama}
+    ids = torch.randint(3, 90, (1, 8))
+    timer = _fake_timer(itertools.cycle([1.0, 1.0, 0.5, 0.5]))  # dense body, e2e; pruned
+    table = throughput(models, ids, repeats=3, max_repeats=30, warmup=1, time_fn=timer)
+    assert (table.repeats == 3).all()
+    sp = speedups(table, intervals=True)
+    assert sp.loc["k=0.5"].tolist() == [2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+
+
+def test_adaptive_repeats_hit_the_maximum_on_noisy_timings(tiny_llama):
+    rng = np.random.default_rng(0)
+    models = {"dense": tiny_llama, "k=0.5": tiny_llama}
+    ids = torch.randint(3, 90, (1, 8))
+    timer = _fake_timer(iter(rng.lognormal(0.0, 0.8, size=1000)))
+    table = throughput(models, ids, repeats=3, max_repeats=12, warmup=0, time_fn=timer)
+    assert (table.repeats == 12).all() and all(len(t) == 12 for t in table.times)
+    sp = speedups(table, intervals=True)
+    lo, hi = sp.loc["k=0.5", "speedup_body_low"], sp.loc["k=0.5", "speedup_body_high"]
+    assert hi - lo > 0.06 * sp.loc["k=0.5", "speedup_body"]  # still imprecise: it stopped
+    with pytest.raises(ValueError, match="max_repeats"):
+        throughput(models, ids, repeats=3, max_repeats=2)
 
 
 class _CharTokenizer:
@@ -260,13 +376,19 @@ def test_settings_validation():
     ns = {"eval_seq_len": 64, "unrelated": 1}
     assert PruningSettings.from_namespace(ns).eval_seq_len == 64
     grouped = PruningSettings.from_namespace({
-        "evaluation": {"max_tokens": None, "seq_len": 48}, "construction_languages": [],
+        "evaluation": {"max_tokens": None, "seq_len": 48, "max_rise": 0.2},
+        "construction_languages": [],
         "speed": {"models": ["smollm2-135m"], "shares": [0.7], "batch": 3, "seq_len": 16,
                   "repeats": 4}})
-    assert (grouped.eval_max_tokens, grouped.eval_seq_len) == (None, 48)
+    assert (grouped.eval_max_tokens, grouped.eval_seq_len, grouped.max_rise) == (None, 48, 0.2)
     assert not grouped.construction_compare
     assert (grouped.speed_models, grouped.speed_shares, grouped.speed_batch,
             grouped.speed_seq_len, grouped.speed_repeats) == (("smollm2-135m",), (0.7,), 3, 16, 4)
+    assert grouped.speed_max_repeats == 30  # the default maximum
+    assert PruningSettings.from_namespace(
+        {"speed": {"repeats": 4, "max_repeats": 9}}).speed_max_repeats == 9
+    with pytest.raises(ValueError, match="speed_max_repeats"):
+        PruningSettings.from_namespace({"speed": {"repeats": 4, "max_repeats": 3}})
     with pytest.raises(ValueError, match="speed must be a mapping"):
         PruningSettings.from_namespace({"speed": {"model": ["x"]}})
 
@@ -278,8 +400,13 @@ def test_figures_draw(planted):
                          columns=["a", "b"])
     speed = pd.DataFrame([{"model": "m", "k": 0.5, "theoretical_body": 1.5, "measured_body": 1.3,
                            "theoretical_end_to_end": 1.2, "measured_end_to_end": 1.1}])
+    per_lang, _ = px.sweep_intervals(ev, sweep, n_bootstrap=50)
+    ivs = {"a": {"a": [0.05, 0.15]}}
     for fig in (figs.kept_per_layer(px.allocation_table(freq, 0.5), share=0.5),
-                figs.perplexity_vs_k(sweep, ["aa"]), figs.cross_language_matrix(cross),
-                figs.speedups(speed)):
+                figs.perplexity_vs_k(sweep, ["aa"]),
+                figs.perplexity_vs_k(sweep, ["aa"], intervals=per_lang),
+                figs.cross_language_matrix(cross), figs.cross_language_matrix(cross, intervals=ivs),
+                figs.speedups(speed),
+                figs.speedups(speed.assign(measured_body_low=1.2, measured_body_high=1.4))):
         assert fig.axes
         matplotlib.pyplot.close(fig)
