@@ -6,6 +6,7 @@
     babel corpus transliterate-serbian
     babel run 02_activation_profiling --params smoke -p languages '[en, fr]'
     babel reproduce --params default
+    babel results          # README.md's results section from the default run
 
 ``python -m babel …`` is the same command.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from babel import results
 from babel.core import notebook
 from babel.data.corpus import corpus_stats, write_serbian_latin
 from babel.models.loading import load_tokenizer
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (stats, translit):
         p.add_argument("--corpus-dir", type=Path, default=None, help="another corpus folder")
     notebook.add_run_arguments(sub)
+    sub.add_parser("results", help="rewrite README.md's results section from the default run")
     return ap
 
 
@@ -57,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "corpus":
         return _corpus(args)
+    if args.command == "results":
+        print(f"wrote {results.update_readme()}")
+        return 0
     return notebook.run_from_args(args)
 
 

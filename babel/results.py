@@ -1,0 +1,137 @@
+"""The README's results section, written from the values the executed notebooks recorded.
+
+Nothing here is typed by hand: every number comes from :func:`babel.core.notebook.record` in
+the executed default run (``build/executed/default/``). ``python -m babel results`` rewrites
+the block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in README.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from babel.core import paths
+from babel.core.artifacts import atomic_path
+from babel.core.notebook import read_records
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+NOTEBOOKS = ("01_expert_construction", "02_activation_profiling", "03_language_families",
+             "04_pruning")
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{100 * x:+.{digits}f}%"
+
+
+def _first_sentence(text: str) -> str:
+    text = re.sub(r"\s+", " ", text.strip())
+    m = re.match(r"(.+?[.!?])(\s|$)", text)
+    return m.group(1) if m else text
+
+
+def construction(rec: Mapping[str, Any]) -> str:
+    ex = rec.get("exactness", {})
+    return (f"**Expert construction (01).** Mean within-expert cosine of the clustered rows: "
+            f"{rec['cohesion_chosen_mean']:.3f} for the chosen construction against "
+            f"{rec['cohesion_random_mean']:.4f} for a random partition; balanced: "
+            f"{rec['balanced']}. Selecting every expert reproduces the dense logits with max "
+            f"|Δ| = {ex.get('moe_all_experts_max_abs_diff')}; the neuron-reordered model "
+            f"differs by {ex.get('reordered_max_abs_diff', float('nan')):.1e} (summation "
+            f"order), same greedy continuation: {ex.get('same_greedy_continuation')}.")
+
+
+def profiles(rec: Mapping[str, Any]) -> str:
+    c = rec["expert_classes"]
+    tokens = rec["tokens_per_language"]
+    text = (f"**Activation profiles (02).** {len(tokens)} languages, "
+            f"{min(tokens.values()):,}–{max(tokens.values()):,} profiled tokens per language. "
+            f"{c['co_activated']} of {c['experts']} experts ({c['co_activated_share']:.1%}) are "
+            f"co-activated (frequency ≥ {c['high']:.3f} in every language; the paper: about "
+            f"half), {c['rare']} ({c['rare_share']:.1%}) are rare (< {c['low']:.3f} everywhere; "
+            f"the paper: >1000 of 8192 = 12.2%), and {c['specific_any']} are specific to at "
+            f"least one language (z ≥ {c['specific_z']:g}).")
+    cut = rec.get("paper_cutoffs")
+    if cut:
+        text += (f" This model would show the paper's counts only at other cut-offs: half "
+                 f"co-activated at high = {cut['co_activated_high_factor']:.2f}·r, 12.2% rare "
+                 f"at low = {cut['rare_low_factor']:.2f}·r (figure "
+                 f"`expert-classes-sensitivity_*.png`).")
+    return text
+
+
+def families(rec: Mapping[str, Any]) -> str:
+    answers = rec.get("answers") or {}
+    lines = [f"**Families or scripts (03).** {a['sentence']}" if i == 0 else a["sentence"]
+             for i, a in enumerate(answers.values())]
+    text = " ".join(lines) if lines else "**Families or scripts (03).** Not testable here."
+    for model in answers:
+        ag = rec.get(f"{model}/agreement") or {}
+        ctrl = {c["pair"]: c["percentile"] for c in rec.get(f"{model}/controls") or []}
+        bits = [f"ARI {lab} {ag[f'ari_{lab}']:.2f}" for lab in ("branch", "family", "script")
+                if ag.get(f"ari_{lab}") is not None]
+        bits += [f"{pair} at the {pct:.0f}th percentile of pair similarity"
+                 for pair, pct in ctrl.items() if pair in ("sr-Cyrl–sr-Latn", "hi–ur")]
+        if bits:
+            text += f" {model}: " + "; ".join(bits) + "."
+    budget = rec.get("budget_comparison") or []
+    if len(budget) >= 2:
+        text += " Under the other profile budget the answer is " + "; ".join(
+            f"{b['outcome']} ({b['budget']})" for b in budget) + "."
+    return text
+
+
+def pruning(rec: Mapping[str, Any]) -> str:
+    text = f"**Pruning (04).** {_first_sentence(rec['conclusion']).replace('**', '')}"
+    ci = rec.get("median_rise_ci") or {}
+    rows = []
+    for k, methods in sorted(ci.items(), key=lambda kv: -float(kv[0])):
+        cells = [f"{m} {_pct(v['value'])} [{_pct(v['low'])}, {_pct(v['high'])}]"
+                 for m, v in methods.items() if not m.startswith("random (layer")]
+        rows.append(f"k = {k}: " + "; ".join(cells))
+    if rows:
+        text += " Median held-out perplexity rise (95% CI over items): " + " · ".join(rows) + "."
+    causal = rec.get("causal") or {}
+    if causal.get("n_specific"):
+        text += (f" Removing the {causal['n_specific']} experts specific to "
+                 f"{causal['language']}: {_pct(causal['rise_target'])} on "
+                 f"{causal['language']} vs {_pct(causal['rise_others_mean'])} on the others "
+                 f"(frequency-matched random experts: {_pct(causal['rise_target_random'])} / "
+                 f"{_pct(causal['rise_others_random_mean'])}).")
+    speed = rec.get("speed") or []
+    if speed:
+        text += " Measured speedups (theory in brackets): " + "; ".join(
+            f"{s['model']} k={s['k']:g} body ×{s['measured_body']:.2f} "
+            f"[×{s['theoretical_body']:.2f}], end to end ×{s['measured_end_to_end']:.2f} "
+            f"[×{s['theoretical_end_to_end']:.2f}]" for s in speed) + "."
+    return text
+
+
+def results_markdown(executed: Path) -> str:
+    """The results section from the executed notebooks in ``executed``."""
+    recs = {}
+    for name in NOTEBOOKS:
+        nb = executed / f"{name}.ipynb"
+        if not nb.exists():
+            raise FileNotFoundError(f"no executed {nb}: run `make reproduce` first")
+        recs[name] = read_records(nb)
+    parts = [construction(recs["01_expert_construction"]),
+             profiles(recs["02_activation_profiling"]),
+             families(recs["03_language_families"]), pruning(recs["04_pruning"])]
+    return ("Generated by `python -m babel results` from the values the default run recorded "
+            f"(`{executed.relative_to(paths.PROJ_ROOT)}`); the figures are in `figures/`, each "
+            "notebook's own conclusion in its executed copy.\n\n" + "\n\n".join(parts))
+
+
+def update_readme(readme: Path = paths.PROJ_ROOT / "README.md",
+                  executed: Path = paths.EXECUTED_DIR / "default") -> Path:
+    """Rewrite the results block of ``readme`` (atomically)."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no {BEGIN} … {END} block to fill")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(f"{head}{BEGIN}\n{results_markdown(executed)}\n{END}{tail}")
+    return readme
