@@ -113,8 +113,8 @@ lm, tok = exp.load_model()
 part = exp.build_partition(lm, model_name=exp.model)
 profiles = exp.profiles(lm, tok, part, model_name=exp.model, progress=False)
 freqs = {lang: profiles[lang].frequency for lang in langs}
-chunks = {lang: evaluation_chunks(tok, lang, seq_len=s.eval_seq_len,
-                                  max_tokens=s.eval_max_tokens, source=exp.profile.source)
+chunks = {lang: evaluation_chunks(tok, lang, seq_len=s.eval_seq_len, max_tokens=s.eval_max_tokens,
+                                  max_items=s.eval_max_items, source=exp.profile.source)
           for lang in langs}
 ev = Evaluator(lm, chunks, batch_size=8, bos_id=tok.bos_token_id)
 record("profiled_tokens", {lang: profiles[lang].tokens for lang in langs})

@@ -166,10 +166,13 @@ def perplexity(model: nn.Module, chunks: TokenChunks, *, batch_size: int = 8,
 
 
 def evaluation_chunks(tokenizer, lang: str, *, seq_len: int = 128, max_tokens: int | None = None,
-                      source: str = "builtin") -> TokenChunks:
-    """The held-out chunks of one language: its ``evaluation`` split only."""
+                      max_items: int | None = None, source: str = "builtin") -> TokenChunks:
+    """The held-out chunks of one language: its ``evaluation`` split only.
 
-    items = load_items(lang, source=source, split="evaluation")
+    ``max_items`` keeps the first N evaluation items (the same ids in every language);
+    ``max_tokens`` cuts the token stream (fewer items where token fertility is high).
+    """
+    items = load_items(lang, source=source, split="evaluation", max_items=max_items)
     return chunk_texts([it.text for it in items], tokenizer, seq_len=seq_len,
                        max_tokens=max_tokens)
 

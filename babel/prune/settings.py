@@ -29,7 +29,9 @@ class PruningSettings:
     Attributes:
         kept_shares: Kept shares of the sweep, largest first (1.0 = dense).
         seeds: Seeds of the random baselines.
-        eval_max_tokens: Held-out tokens per language (None: the whole evaluation split).
+        eval_max_tokens: Held-out tokens per language (None: no token budget).
+        eval_max_items: Held-out items per language, the same ids in every language (None:
+            the whole evaluation split).
         eval_seq_len: Tokens per evaluation chunk (BOS included).
         cross_language_share: Kept share of the cross-language matrix.
         construction_compare: Whether to compare expert constructions.
@@ -46,6 +48,7 @@ class PruningSettings:
     kept_shares: tuple[float, ...] = (1.0, 0.9, 0.8)
     seeds: tuple[int, ...] = (0, 1, 2)
     eval_max_tokens: int | None = 300
+    eval_max_items: int | None = None
     eval_seq_len: int = 128
     cross_language_share: float = 0.9
     construction_compare: bool = True
@@ -74,6 +77,8 @@ class PruningSettings:
         return cls(
             kept_shares=kept,
             seeds=tuple(check_number("seeds", s, kind=int, low=0) for s in seeds),
+            eval_max_items=check_number("eval_max_items", d["eval_max_items"], kind=int,
+                                        low=1, allow_none=True),
             eval_max_tokens=check_number("eval_max_tokens", d["eval_max_tokens"], kind=int,
                                          low=1, allow_none=True),
             eval_seq_len=check_number("eval_seq_len", d["eval_seq_len"], kind=int, low=2),
@@ -94,14 +99,14 @@ class PruningSettings:
     def from_namespace(cls, namespace: Mapping[str, Any]) -> PruningSettings:
         """Build from a notebook's variables (the settings it defines).
 
-        Grouped notebook parameters are expanded: ``evaluation = {"max_tokens", "seq_len",
-        "max_rise"}``
+        Grouped notebook parameters are expanded: ``evaluation = {"max_tokens", "max_items",
+        "seq_len", "max_rise"}``
         and ``speed = {"models", "shares", "batch", "seq_len", "repeats", "max_repeats"}``;
         ``construction_languages = []`` turns the construction comparison off.
         """
         flat = {f.name: namespace[f.name] for f in dataclasses.fields(cls)
                 if f.name in namespace}
-        for group, allowed in (("evaluation", ("max_tokens", "seq_len", "max_rise")),
+        for group, allowed in (("evaluation", ("max_tokens", "max_items", "seq_len", "max_rise")),
                                ("speed", ("models", "shares", "batch", "seq_len", "repeats",
                                           "max_repeats"))):
             value = namespace.get(group)

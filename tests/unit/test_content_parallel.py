@@ -10,6 +10,7 @@ from babel.core.config import PartitionConfig, ProfileConfig
 from babel.data.chunking import chunk_texts
 from babel.data.corpus import load_items
 from babel.profile.cache import MixedItemsError, frequency_tensor, items_sha256, profile_languages
+from babel.prune.evaluation import evaluation_chunks
 
 
 def test_chunks_count_the_items_a_budget_reaches(byte_tokenizer):
@@ -55,3 +56,13 @@ def test_every_position_knows_its_item(byte_tokenizer):
     ch = chunk_texts(texts, byte_tokenizer, seq_len=4)  # BOS + 3 per chunk
     assert ch.item_index.tolist() == [[-1, 0, 0, 0], [-1, 1, 1, 1], [-1, 1, 2, -1]]
     assert ch.n_items == 3
+
+
+def test_evaluation_items_are_the_same_ids_in_every_language(byte_tokenizer):
+    held = [it.id for it in load_items("en", split="evaluation")]
+    for lang in ("en", "zh-Hans"):
+        ch = evaluation_chunks(byte_tokenizer, lang, seq_len=64, max_items=5)
+        assert ch.n_items == 5  # the first 5 held-out items, whole, in both languages
+        texts = [it.text for it in load_items(lang, split="evaluation")[:5]]
+        assert ch.n_content_tokens == sum(len(t.encode()) for t in texts) + 4  # + separators
+    assert [it.id for it in load_items("zh-Hans", split="evaluation")][:5] == held[:5]
