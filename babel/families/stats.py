@@ -7,6 +7,7 @@ The design choices (metric, linkage, permutation scheme) are described in
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -86,6 +87,30 @@ def _permutations(n: int, n_permutations: int, rng: np.random.Generator,
     return perm
 
 
+#: Enumerate every within-stratum permutation (an exact test) when there are at most this many.
+EXACT_LIMIT = 50_000
+
+
+def all_permutations(n: int, strata: np.ndarray | None = None, *,
+                     limit: int = EXACT_LIMIT) -> np.ndarray | None:
+    """Every permutation of ``n`` items within strata, ``[N, n]``; None when N > ``limit``.
+
+    Each distinct grouping of the labels appears equally often among them, so the share of
+    permutations at least as extreme as the observed statistic is the exact p-value.
+    """
+    st = np.zeros(n, dtype=int) if strata is None else np.asarray(strata)
+    groups = [np.flatnonzero(st == s) for s in np.unique(st)]
+    if math.prod(math.factorial(len(g)) for g in groups) > limit:
+        return None
+    perm = np.tile(np.arange(n), (1, 1))
+    for g in groups:
+        local = np.array(list(itertools.permutations(range(len(g)))), dtype=int)  # [k!, k]
+        rows = np.repeat(perm, len(local), axis=0)
+        rows[:, g] = g[np.tile(local, (len(perm), 1))]
+        perm = rows
+    return perm
+
+
 def agreement(sim: np.ndarray, labels: Sequence, *, n_permutations: int = 1000,
               seed: int = 0, tree: np.ndarray | None = None) -> dict[str, float]:
     """ARI and NMI between the clustering of ``sim`` and ``labels`` (cut at their group count).
@@ -115,10 +140,12 @@ class PermutationResult:
 
     Attributes:
         statistic: Mean same-label pair similarity minus mean different-label similarity.
-        p_value: One-sided, (1 + #{null >= statistic}) / (1 + P).
+        p_value: One-sided: (1 + #{null >= statistic}) / (1 + P) from P random shuffles, or,
+            when every within-stratum permutation can be enumerated (at most P of them), the
+            exact share of permutations at least as extreme (the observed one included).
         null_mean: Mean of the null statistics.
         null_std: Their standard deviation.
-        n_permutations: P.
+        n_permutations: P (random shuffles), or the number of permutations enumerated.
         n_within: Same-label pairs counted.
         n_between: Different-label pairs counted.
         n_arrangements: Distinct groupings the shuffles can produce (:func:`n_arrangements`).
@@ -182,12 +209,15 @@ def _separation(sims: np.ndarray, same: np.ndarray, pairs: np.ndarray) -> np.nda
 
 
 def _separation_null(sims: np.ndarray, labels: Sequence, *, n_permutations: int, seed: int,
-                     strata: Sequence | None) -> tuple[np.ndarray, np.ndarray, int, int]:
+                     strata: Sequence | None, exact: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray, int, int]:
     codes = _codes(labels)
     n = len(codes)
     st = None if strata is None else _codes(strata)
     pairs = _pair_mask(n, st)
-    perms = _permutations(n, n_permutations, np.random.default_rng(seed), st)
+    perms = all_permutations(n, st, limit=n_permutations) if exact else None
+    if perms is None:
+        perms = _permutations(n, n_permutations, np.random.default_rng(seed), st)
     permuted = codes[perms]
     same_obs = codes[:, None] == codes[None, :]
     obs = _separation(sims, same_obs[None], pairs)[0]
@@ -209,17 +239,22 @@ def permutation_test(sim: np.ndarray, labels: Sequence, *, n_permutations: int =
     """
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+    arrangements = n_arrangements(labels, strata)
+    exact = all_permutations(len(labels), None if strata is None else _codes(strata),
+                             limit=n_permutations) is not None
     obs, null, nw, nb = _separation_null(np.asarray(sim)[None], labels,
                                          n_permutations=n_permutations, seed=seed,
-                                         strata=strata)
+                                         strata=strata, exact=exact)
     o, nl = float(obs[0]), null[:, 0]
-    arrangements = n_arrangements(labels, strata)
     if not np.isfinite(o):
-        return PermutationResult(np.nan, np.nan, np.nan, np.nan, n_permutations, nw, nb,
+        return PermutationResult(np.nan, np.nan, np.nan, np.nan, len(null), nw, nb,
                                  arrangements)
     nl = nl[np.isfinite(nl)]
-    return PermutationResult(o, float((1 + (nl >= o - 1e-12).sum()) / (1 + n_permutations)),
-                             float(nl.mean()), float(nl.std()), n_permutations, nw, nb,
+    if exact:  # every arrangement once per its multiplicity, the observed one included
+        p = float((nl >= o - 1e-12).mean())
+    else:
+        p = float((1 + (nl >= o - 1e-12).sum()) / (1 + n_permutations))
+    return PermutationResult(o, p, float(nl.mean()), float(nl.std()), len(null), nw, nb,
                              arrangements)
 
 
