@@ -21,8 +21,10 @@ def robustness_table(settings: Mapping[str, np.ndarray], langs: Sequence[str], *
     """The main statistics for each setting ``{name: frequency [n_lang, ...]}``.
 
     Columns: family and script separation with permutation p-values, ARI against family and
-    script, and the controlled p-values (family among same-script pairs, script among
-    same-family pairs) with the smallest p each controlled test can reach on these languages.
+    script, and the controlled effect sizes and p-values (family among same-script pairs,
+    script among same-family pairs) with the smallest p each controlled test can reach on
+    these languages. Where a p-value sits at its floor the settings differ only in the effect
+    size, so compare the ``*_separation_controlled`` columns.
     """
     rows = []
     for name, freq in settings.items():
@@ -35,6 +37,7 @@ def robustness_table(settings: Mapping[str, np.ndarray], langs: Sequence[str], *
         for f in ("family", "script"):
             row |= {f"{f}_separation": table.at[f, "separation"], f"{f}_p": table.at[f, "p"],
                     f"ari_{f}": table.at[f, "ari"],
+                    f"{f}_separation_controlled": table.at[f, "separation_controlled"],
                     f"{f}_p_controlled": table.at[f, "p_controlled"],
                     f"{f}_p_controlled_floor": table.at[f, "p_controlled_floor"]}
         rows.append(row)
