@@ -58,7 +58,7 @@ compare_models = ["smollm2-135m"]
 robustness_experts = [32, 64, 128, 256]
 robustness_shares = [0.1, 0.2, 0.4]
 robustness_languages = ["en", "fr", "de", "fi", "tr", "id", "ru", "hi", "ur", "fa", "ar", "he"]
-robustness_max_tokens = 300
+robustness_max_items = 12
 ablation_max_tokens = 3000
 n_permutations = 1000
 n_bootstrap = 200
@@ -80,7 +80,7 @@ from babel.figures.families import clustermap, lape_layers_plot, layer_separatio
 t_start = time.perf_counter()
 exp = ExperimentConfig.from_namespace(globals())
 opt = fa.FamilyOptions(compare_models, robustness_experts, robustness_shares,
-                       robustness_languages, robustness_max_tokens, n_permutations, n_bootstrap)
+                       robustness_languages, robustness_max_items, n_permutations, n_bootstrap)
 loaded, runs = {}, []
 for name in opt.models(exp.model):
     lm, tok = loaded[name] = exp.load_model(name)
@@ -210,7 +210,8 @@ overlap.round(3)
 
 # %% [markdown]
 # ## Robustness
-# The main statistics on a cheaper profile (a subset of languages, fewer tokens) of the
+# The main statistics on a cheaper profile (a subset of languages, the first
+# `robustness_max_items` items of each: the same content in every language) of the
 # experiment's model, over the number of experts E, the selection share r, a random partition,
 # and raw neurons (gate-activation frequencies, no experts). The last row is the main profile
 # restricted to the same languages: it separates the effect of the language subset from that
@@ -222,7 +223,7 @@ rob_langs = exp.subset(opt.robustness_languages, name="robustness_languages", fa
 settings = robustness_settings(exp.partition, exp.rule, experts=opt.robustness_experts,
                                shares=opt.robustness_shares)
 robustness, rec = fa.robustness_section(
-    *loaded[exp.model], rob_langs, settings, max_tokens=opt.robustness_max_tokens,
+    *loaded[exp.model], rob_langs, settings, max_items=opt.robustness_max_items,
     profile=exp.profile, main=runs[0], main_label=f"main profiles ({exp.budget})", **stat)
 for key, value in rec.items():
     record(key, value)

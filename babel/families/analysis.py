@@ -62,7 +62,8 @@ class FamilyOptions:
         robustness_experts: Numbers of experts E of the robustness settings.
         robustness_shares: Selection shares r of the robustness settings.
         robustness_languages: Requested robustness languages (``exp.subset`` picks them).
-        robustness_max_tokens: Token budget per language of the robustness profiles.
+        robustness_max_items: Items per language of the robustness profiles (the first N of
+            the profiling split: the same content in every language).
         n_permutations: Label shuffles / Mantel permutations (>= 10).
         n_bootstrap: Bootstrap resamples of token chunks (>= 10).
     """
@@ -71,7 +72,7 @@ class FamilyOptions:
     robustness_experts: tuple[int, ...] = ()
     robustness_shares: tuple[float, ...] = ()
     robustness_languages: Any = "all"
-    robustness_max_tokens: int | None = 300
+    robustness_max_items: int | None = 12
     n_permutations: int = 1000
     n_bootstrap: int = 200
 
@@ -90,8 +91,8 @@ class FamilyOptions:
         fix(self, "robustness_shares", tuple(
             check_number("robustness_shares", r, low=1e-6, high=1.0)
             for r in listed(self.robustness_shares)))
-        fix(self, "robustness_max_tokens", check_number(
-            "robustness_max_tokens", self.robustness_max_tokens, kind=int, low=1,
+        fix(self, "robustness_max_items", check_number(
+            "robustness_max_items", self.robustness_max_items, kind=int, low=1,
             allow_none=True))
         fix(self, "n_permutations", check_number("n_permutations", self.n_permutations,
                                                  kind=int, low=10))
@@ -334,7 +335,7 @@ def lape_section(runs: Sequence[FamilyRun]
 
 
 def robustness_section(model: Any, tokenizer: Any, langs: Sequence[str],
-                       settings: Mapping[str, tuple], *, max_tokens: int | None,
+                       settings: Mapping[str, tuple], *, max_items: int | None,
                        profile: ProfileConfig, main: FamilyRun | None = None,
                        main_label: str = "main profiles", n_permutations: int = 1000,
                        seed: int = 0, model_name: str | None = None
@@ -345,10 +346,10 @@ def robustness_section(model: Any, tokenizer: Any, langs: Sequence[str],
         model, tokenizer: The model profiled.
         langs: Languages of the robustness profiles.
         settings: :func:`babel.families.robustness.robustness_settings`.
-        max_tokens: Token budget per language.
+        max_items: Items per language (the same items in every language).
         profile: The experiment's profiling config (corpus, chunking).
         main: The model's main run: when it has every language of ``langs``, its profiles
-            restricted to them make the last row (separates subset from token budget).
+            restricted to them make the last row (separates subset from budget).
         main_label: Name of that row.
         n_permutations, seed: Of the tests.
         model_name: Cache name of the model.
@@ -360,8 +361,8 @@ def robustness_section(model: Any, tokenizer: Any, langs: Sequence[str],
     if not settings or len(langs) < MIN_LANGUAGES:
         return pd.DataFrame(), {}
     t0 = time.perf_counter()
-    freqs = setting_frequencies(model, tokenizer, langs, settings, max_tokens=max_tokens,
-                                profile=profile, model_name=model_name)
+    freqs = setting_frequencies(model, tokenizer, langs, settings, max_tokens=None,
+                                max_items=max_items, profile=profile, model_name=model_name)
     if "neurons" in freqs:
         freqs["neurons (gate > 0)"] = freqs.pop("neurons")
     if main is not None and set(langs) <= set(main.langs):

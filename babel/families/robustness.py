@@ -79,7 +79,7 @@ def robustness_settings(partition: PartitionConfig, rule: SelectionRule, *,
 
 def setting_frequencies(model, tokenizer, langs: Sequence[str],
                         settings: Mapping[str, tuple], *, max_tokens: int | None,
-                        model_name: str | None = None,
+                        max_items: int | None = None, model_name: str | None = None,
                         profile: ProfileConfig | None = None) -> dict[str, np.ndarray]:
     """Frequencies ``[n_lang, L, E]`` of several (partition, rule) settings, through the cache.
 
@@ -87,10 +87,11 @@ def setting_frequencies(model, tokenizer, langs: Sequence[str],
         model, tokenizer: The model (see :func:`babel.models.load_model`).
         langs: Languages (same order in every setting).
         settings: ``{name: (PartitionConfig, SelectionRule)}``.
-        max_tokens: Profiling budget per language.
+        max_tokens: Token budget per language (None: no token budget).
+        max_items: Item budget per language (the same items everywhere; None: all).
         model_name: Name for the cache (default: the model's).
         profile: Base profiling config (corpus, chunking); its rule and token budget are
-            replaced by each setting's and ``max_tokens`` (default: ``ProfileConfig()``).
+            replaced by each setting's and the budgets (default: ``ProfileConfig()``).
 
     Returns:
         ``{name: frequency}``, plus ``"neurons"``: the ``[n_lang, L, N]`` gate-activation
@@ -103,7 +104,8 @@ def setting_frequencies(model, tokenizer, langs: Sequence[str],
     for name, (pcfg, rule) in settings.items():
         part = get_partition(model, pcfg, model_name=model_name)
         profiles = profile_languages(model, tokenizer, part, langs,
-                                     dataclasses.replace(base, rule=rule, max_tokens=max_tokens),
+                                     dataclasses.replace(base, rule=rule, max_tokens=max_tokens,
+                                                         max_items=max_items),
                                      model_name=model_name, progress=False)
         out[name] = frequency_tensor(profiles)[1]
     if profiles:

@@ -10,6 +10,7 @@ def test_notebook_smoke(tmp_path):
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     from babel.core.notebook import load_params, read_records, run_notebook
+    from babel.experiment import COMMON_PARAMETERS, ExperimentConfig
     from babel.families.conclusion import OUTCOMES
     from babel.families.distances import BRANCH, PARTIALS
     from babel.families.similarity import language_labels
@@ -62,7 +63,7 @@ def test_notebook_smoke(tmp_path):
     names = [r["setting"] for r in rec["robustness"]]
     assert names == [f"{params['method']} E={e} r={params['share']:g}"
                      for e in params["robustness_experts"]] + [
-        "neurons (gate > 0)", f"main profiles ({params['max_tokens']} tokens)"]
+        "neurons (gate > 0)", f"main profiles ({ExperimentConfig.from_params(**{k: params[k] for k in COMMON_PARAMETERS}).budget})"]
     assert {r["model"] for r in rec["robustness"]} == {params["model"]}
 
     # the answer: one of the outcomes, for the experiment's model, and the conclusion opens with it
