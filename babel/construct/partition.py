@@ -1,4 +1,4 @@
-"""Expert construction (MoEfication without changing a weight), expert scores and selection.
+"""Expert construction: equal-size partitions of each FFN layer's neurons (no weight changes).
 
 Design choices the paper leaves open, taken here (each is a parameter):
 
@@ -13,12 +13,7 @@ Design choices the paper leaves open, taken here (each is a parameter):
   clustering (neurons whose gates fire on the same calibration tokens; balanced k-means on
   the PCA-reduced, L2-normalized co-activation profiles — a cheap stand-in for MoEfication's
   METIS graph partition).
-- **Score.** ``score[t, e] = Σ_{i in e} |h_i(t)|`` with ``h`` the input of the output
-  projection; one ``index_select`` + reshape + sum per layer (no loop over experts).
-- **Selection.** ``cross_layer`` (the paper's): per token, z-normalize the E scores of each
-  layer over that layer's experts, rank all L·E z-scores together and select the top share
-  ``r``. Also ``per_layer_topk`` (MoEfication: the top share ``r`` of each layer's experts)
-  and ``z_threshold`` (every expert with z > ``z``).
+Scores and selection rules: :mod:`babel.construct.selection`.
 """
 
 from __future__ import annotations

@@ -11,17 +11,6 @@ from babel.profile.cache import profile_languages
 from babel.profile.classes import classify_experts
 
 
-class _ByteTokenizer:
-    bos_token_id = 1
-    pad_token_id = 0
-
-    def encode(self, text, add_special_tokens=False):
-        return [3 + b % 90 for b in text.encode("utf-8")]
-
-    def __call__(self, texts, add_special_tokens=False):
-        return {"input_ids": [self.encode(t) for t in texts]}
-
-
 def _planted():
     f = np.full((4, 2, 5), 0.2)
     f[:, 0, 0] = 0.9  # co-activated
@@ -30,10 +19,10 @@ def _planted():
     return f
 
 
-def test_language_summary_reads_the_cached_profiles(tiny_llama):
+def test_language_summary_reads_the_cached_profiles(tiny_llama, byte_tokenizer):
     part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
     cfg = ProfileConfig(max_tokens=64, seq_len=32)
-    profile_languages(tiny_llama, _ByteTokenizer(), part, ["en", "ar"], cfg, progress=False)
+    profile_languages(tiny_llama, byte_tokenizer, part, ["en", "ar"], cfg, progress=False)
     df = summary.language_summary("tiny-llama", part, cfg, ["en", "ar"])
     assert list(df.index) == ["en", "ar"]
     assert df.tokens.tolist() == [64, 64]  # the budget, BOS excluded
