@@ -20,12 +20,15 @@ import importlib
 import importlib.metadata
 import logging
 import shutil
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from babel.core import paths
 from babel.core.artifacts import read_json, sha256_file, write_json
@@ -166,9 +169,7 @@ def _build_cache(name: str, cache: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
-    tmp = cache.parent / f".{cache.name}.building"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.building-", dir=cache.parent))
     gguf_dir = tmp / "gguf"
     gguf_dir.mkdir(parents=True)
     gguf = _GGUF_SOURCES[name](gguf_dir)
@@ -184,7 +185,8 @@ def _build_cache(name: str, cache: Path) -> None:
     model.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
     files = {
-        str(p.relative_to(out)): sha256_file(p) for p in sorted(out.rglob("*")) if p.is_file()
+        str(p.relative_to(out)): sha256_file(p) for p in sorted(out.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
     }
     write_json(
         out / META_FILE,
@@ -205,15 +207,33 @@ def _build_cache(name: str, cache: Path) -> None:
     shutil.rmtree(tmp)
 
 
+def _remove_stale_builds(cache: Path) -> None:
+    """Temporary build folders of killed runs (only called while holding the build lock)."""
+    for stale in cache.parent.glob(f".{cache.name}.building*"):
+        print(f"note: removing {stale.name}, the unfinished build of a killed run",
+              file=sys.stderr)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def embedded_model_path(name: str) -> Path:
-    """Path of the verified safetensors cache of an embedded model, building it if needed."""
+    """Path of the verified safetensors cache of an embedded model, building it if needed.
+
+    One process builds while others wait on a file lock beside the cache and then read what
+    it built; each build writes into its own temporary folder, renamed into place at the end.
+    """
     cache = paths.model_cache_dir(name)
     ok, why = _cache_is_valid(cache)
-    if not ok:
+    if ok:
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache.parent / f".{cache.name}.lock")):
+        ok, why = _cache_is_valid(cache)  # another process may have built it meanwhile
+        if ok:
+            return cache
         if why != "no cache yet":
             warnings.warn(f"rebuilding the {name} cache: {why}", stacklevel=2)
         log.info("building %s cache at %s (%s)", name, cache, why)
-        cache.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(cache)
         _build_cache(name, cache)
     return cache
 
