@@ -245,11 +245,3 @@ def neuron_keep_mask(expert_keep: np.ndarray, partition: Partition) -> np.ndarra
                          f"partition's profiles")
     return np.take_along_axis(k, partition.labels.astype(np.int64), axis=1)
 
-
-def mask_summary(mask: np.ndarray) -> dict:
-    """Kept share overall and per layer (for tables)."""
-    m = np.asarray(mask, dtype=bool)
-    return {"kept_share": float(m.mean()), "per_layer": m.sum(1).tolist(),
-            "min_layer": int(m.sum(1).min())}
-
-

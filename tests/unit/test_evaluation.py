@@ -1,15 +1,27 @@
 """Perplexity equals a direct computation from model(...).logits; throughput table shape."""
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from babel.core import paths
 from babel.data.chunking import TokenChunks
+from babel.data.corpus import load_items
 from babel.models.surgery import prune_model
-from babel.prune.evaluation import Perplexity, perplexity, speedups, target_mask, throughput
+from babel.prune.evaluation import (
+    Perplexity,
+    evaluation_chunks,
+    perplexity,
+    speedups,
+    target_mask,
+    throughput,
+)
 
 
 def _chunks(bos=1, c=5, t=10, seed=0):
@@ -93,3 +105,34 @@ def test_evaluator_masked_equals_pruned_and_memoises(tiny_llama):
     assert ev.rise(None, "xx") == 0.0 and ev.runs == 2
     with pytest.raises(KeyError, match="no evaluation chunks"):
         ev(None, "yy")
+
+
+def _held_out(item_id: str) -> bool:
+    """The split rule written from its documentation: ``(number + sha256(topic)) % 3 == 0``."""
+    topic, number = re.fullmatch(r"(.+)-(\d+)", item_id).groups()
+    digest = int.from_bytes(hashlib.sha256(topic.encode()).digest(), "big")
+    return (int(number) + digest) % 3 == 0
+
+
+@pytest.mark.parametrize("lang", ["fr", "zh-Hans"])
+def test_evaluation_chunks_hold_exactly_the_evaluation_items(lang, byte_tokenizer):
+    rows = [json.loads(line) for line in
+            paths.corpus_file(lang).read_text(encoding="utf-8").splitlines() if line.strip()]
+    held = [r for r in rows if _held_out(r["id"])]
+    assert 0 < len(held) < len(rows)
+    # independent of the package: raw JSONL + the documented rule + the byte encoding
+    stream = []
+    for k, r in enumerate(held):
+        stream += ([3 + ord("\n")] if k else []) + [3 + b % 90 for b in r["text"].encode()]
+    ch = evaluation_chunks(byte_tokenizer, lang, seq_len=64)
+    content = ch.input_ids[:, 1:][ch.attention_mask[:, 1:].bool()].tolist()
+    assert content == stream
+    assert (ch.input_ids[:, 0] == byte_tokenizer.bos_token_id).all()
+    assert ch.n_items == len(held)
+    # the package's own view agrees, and evaluation and profiling items never overlap
+    ev = {it.id for it in load_items(lang, split="evaluation")}
+    prof = {it.id for it in load_items(lang, split="profiling")}
+    assert ev == {r["id"] for r in held} and not ev & prof
+    assert ev | prof == {r["id"] for r in rows}
+    budget = evaluation_chunks(byte_tokenizer, lang, seq_len=64, max_tokens=100)
+    assert budget.input_ids[:, 1:][budget.attention_mask[:, 1:].bool()].tolist() == stream[:100]

@@ -9,8 +9,10 @@ from babel.construct.partition import (
     Partition,
     PartitionMismatch,
     build_partition,
+    coactivation_features,
     cohesion,
     get_partition,
+    weights_sha256,
 )
 from babel.construct.routing import contiguous_partition, permuted_copy, routed_forward
 from babel.construct.selection import expert_scores, select
@@ -39,6 +41,44 @@ def test_coactivation_partition_is_balanced(tiny_llama):
         assert np.bincount(layer, minlength=8).tolist() == [8] * 8
 
 
+
+def test_coactivation_counts_equal_a_token_loop(tiny_model):
+    """Counts of tokens on which two neurons' pre-activations are both > 0, padding excluded."""
+    model = tiny_model
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 90, (3, 10), generator=g)
+    am = torch.ones_like(ids)
+    am[-1, 6:] = 0  # right padding in the last chunk: never counted
+    views = ffn_layers(model)
+    proj = views[0].gate if views[0].gate is not None else views[0].up
+    with torch.no_grad():  # planted: neuron 5 of layer 0 has pre-activation exactly 0
+        views[0].in_weight("gate")[5] = 0.0
+        if getattr(proj, "bias", None) is not None:
+            proj.bias[5] = 0.0
+    got = coactivation_features(model, ids, am, batch_size=2)
+    seen = {}
+    hooks = [(v.gate if v.gate is not None else v.up).register_forward_hook(
+        lambda m, a, o, i=v.index: seen.__setitem__(i, o.detach())) for v in views]
+    ref = [np.zeros((64, 64)) for _ in views]
+    try:
+        for c in range(ids.shape[0]):
+            n = int(am[c].sum())
+            with torch.no_grad():
+                model(input_ids=ids[c:c + 1, :n])  # the chunk alone, without its padding
+            for t in range(n):
+                for layer in range(len(views)):
+                    fires = (seen[layer][0, t] > 0).numpy()
+                    for a in np.flatnonzero(fires):
+                        ref[layer][a, fires] += 1
+    finally:
+        for h in hooks:
+            h.remove()
+    for layer in range(len(views)):
+        assert np.array_equal(got[layer], ref[layer]), layer
+    assert not got[0][5].any() and not got[0][:, 5].any()  # 0 is not "fires"
+    assert got[0].trace() == sum(ref[0][i, i] for i in range(64)) > 0
+
+
 def test_bad_expert_count_is_explained(tiny_llama):
     with pytest.raises(ValueError, match="does not divide the 64 neurons"):
         build_partition(tiny_llama, PartitionConfig(n_experts=6))
@@ -63,8 +103,23 @@ def test_partition_cache_and_weight_check(tiny_llama, tmp_path):
         get_partition(tiny_llama, cfg)
     p3 = get_partition(tiny_llama, cfg, rebuild=True)
     assert p3.weights_sha256 != p1.weights_sha256
-    p1.save(tmp_path / "p")
-    assert Partition.load(tmp_path / "p").config == cfg
+
+
+def test_partition_load_returns_the_saved_labels_and_refuses_other_weights(tiny_llama, tmp_path):
+    cfg = PartitionConfig(n_experts=8, method="random", seed=5)
+    saved = build_partition(tiny_llama, cfg, model_name="tiny")
+    saved.save(tmp_path / "p")
+    loaded = Partition.load(tmp_path / "p", expect_sha256=saved.weights_sha256)
+    assert np.array_equal(loaded.labels, saved.labels)
+    assert loaded.labels.dtype.kind == "i" and loaded.labels.shape == (3, 64)
+    assert (loaded.config, loaded.model, loaded.weights_sha256) == (cfg, "tiny",
+                                                                   saved.weights_sha256)
+    with torch.no_grad():  # other weights: a partition saved for the original is refused
+        ffn_layers(tiny_llama)[2].down.weight.mul_(2.0)
+    other = weights_sha256(tiny_llama)
+    assert other != saved.weights_sha256
+    with pytest.raises(PartitionMismatch, match="other weights"):
+        Partition.load(tmp_path / "p", expect_sha256=other)
 
 
 def test_scores_equal_membership_matmul(tiny_llama):

@@ -1,6 +1,8 @@
 """Keep-masks, structural pruning (= masking), save/load and FLOP accounting."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -65,19 +67,74 @@ def test_global_keeps_most_frequent():
     assert f[m & ~reserved].min() >= f[~m].max()
 
 
-def test_adaptive_allocation_sums_to_budget_and_follows_entropy():
-    f = _freq()
-    for share in (0.9, 0.6, 0.25):
-        c = adaptive_counts(f, share)
-        assert c.sum() == kept_budget(share, *f.shape)
-        assert c.min() >= 1 and c.max() <= 16
-        assert (keep_mask(f, share, allocation="adaptive").sum(1) == c).all()
-    eff = effective_experts(f)
-    assert eff[2] == pytest.approx(16)  # an empty layer counts as uniform
-    c = adaptive_counts(f, 0.5)
-    assert c[3] < c[np.argmax(eff)]  # the concentrated layer loses more
-    n = allocate(np.array([1.0, 2.0, 4.0, 100.0]), 20, 8)
-    assert n.sum() == 20 and n.max() == 8 and (np.diff(n) >= 0).all()
+def _reference_adaptive_counts(freq: np.ndarray, share: float) -> np.ndarray:
+    """Test-only reference: exp(entropy) per layer, water-filled into [1, E], largest remainder.
+
+    Written from the definition, with an explicit loop that fixes clipped layers and
+    re-spreads the rest (not the bisection the implementation uses).
+    """
+    n_layers, n_exp = freq.shape
+    eff = np.empty(n_layers)
+    for layer in range(n_layers):
+        row = freq[layer]
+        p = row / row.sum() if row.sum() > 0 else np.full(n_exp, 1.0 / n_exp)
+        eff[layer] = math.exp(-sum(q * math.log(q) for q in p if q > 0))
+    budget = max(n_layers, round(share * n_layers * n_exp))
+    fixed: dict[int, float] = {}
+    while True:
+        free = [i for i in range(n_layers) if i not in fixed]
+        c = (budget - sum(fixed.values())) / sum(eff[i] for i in free)
+        x = {i: c * eff[i] for i in free}
+        over = {i: float(n_exp) for i in free if x[i] > n_exp}
+        under = {i: 1.0 for i in free if x[i] < 1}
+        if not over and not under:
+            break
+        fixed.update(over or under)  # clip one side at a time, then re-spread
+    x.update(fixed)
+    target = np.array([x[i] for i in range(n_layers)])
+    n = np.floor(target + 1e-9).astype(int)
+    for i in np.argsort(-(target - n), kind="stable")[: budget - n.sum()]:
+        n[i] += 1
+    return n
+
+
+def test_adaptive_counts_hand_computed():
+    # 3 layers x 8 experts: uniform over 8, over 2 and over 4 experts -> exp(H) = 8, 2, 4.
+    f = np.zeros((3, 8))
+    f[0] = 0.3
+    f[1, :2] = 0.6
+    f[2, :4] = 0.45
+    np.testing.assert_allclose(effective_experts(f), [8.0, 2.0, 4.0])
+    # share 0.5: budget 12 = c * (8 + 2 + 4) -> c = 6/7 -> 6.857, 1.714, 3.429;
+    # floors 6, 1, 3 (sum 10), the two largest remainders (.857, .714) get +1 -> 7, 2, 3.
+    # (Weights H = ln 8 : ln 2 : ln 4 = 3 : 1 : 2 would give 6, 2, 4; a uniform split 4, 4, 4.)
+    assert adaptive_counts(f, 0.5).tolist() == [7, 2, 3]
+    # share 0.75: budget 18 = c * 14 -> 10.3 > 8: layer 0 clipped at 8, 10 = c' * (2 + 4)
+    # -> 3.33, 6.67: floors 3, 6, the remainder to layer 2 -> 8, 3, 7.
+    assert adaptive_counts(f, 0.75).tolist() == [8, 3, 7]
+    # share 0.1: budget 3 (round 2.4 -> 2, raised to one per layer) -> 1, 1, 1
+    assert adaptive_counts(f, 0.1).tolist() == [1, 1, 1]
+    # an empty layer counts as uniform (exp(H) = E)
+    f[1] = 0.0
+    assert effective_experts(f)[1] == pytest.approx(8.0)
+
+
+@pytest.mark.parametrize("share", [0.9, 0.6, 0.33, 0.1])
+def test_adaptive_counts_and_mask_match_the_reference(share):
+    f = _freq() + np.linspace(0, 1e-6, 96).reshape(6, 16)  # distinct values: no ties
+    ref = _reference_adaptive_counts(f, share)
+    assert adaptive_counts(f, share).tolist() == ref.tolist()
+    m = keep_mask(f, share, allocation="adaptive")
+    for layer in range(6):  # within a layer, the ref[layer] most frequent experts
+        top = set(np.argsort(-f[layer])[: ref[layer]].tolist())
+        assert set(np.flatnonzero(m[layer]).tolist()) == top, layer
+
+
+def test_allocate_hand_computed():
+    # weights 1, 2, 4, 100 into 20 with at most 8 each: layer 3 clipped at 8, then
+    # 12 = c * 7 -> 1.714, 3.429, 6.857 -> floors 1, 3, 6 (18 with the 8) + the two largest
+    # remainders (.857 -> layer 2, .714 -> layer 0) -> 2, 3, 7, 8.
+    assert allocate(np.array([1.0, 2.0, 4.0, 100.0]), 20, 8).tolist() == [2, 3, 7, 8]
 
 
 def test_random_baseline_same_counts_and_seeded():
@@ -92,15 +149,33 @@ def test_random_baseline_same_counts_and_seeded():
     assert u.sum() == kept_budget(0.33, 6, 16) and u.sum(1).max() - u.sum(1).min() <= 1
 
 
-def test_group_masks():
-    fa, fb = _freq(0), _freq(1)
-    s = group_keep_mask(np.stack([fa, fb]), 0.4, combine="sum")
-    assert s.sum() == kept_budget(0.4, 6, 16)
-    assert np.array_equal(s, keep_mask(fa + fb, 0.4))
-    u = group_keep_mask(np.stack([fa, fb]), 0.4, combine="union")
-    assert np.array_equal(u, keep_mask(fa, 0.4) | keep_mask(fb, 0.4))
+def test_group_masks_hand_computed():
+    fa = np.array([[0.9, 0.1, 0.0, 0.0], [0.0, 0.3, 0.5, 0.4]])
+    fb = np.array([[0.0, 0.05, 0.8, 0.1], [0.45, 0.3, 0.0, 0.6]])
+    # share 0.5 of 2 x 4: budget 4. Global on one language: each layer's best, then the two
+    # most frequent of the rest. fa: L0e0, L1e2, then .4 (L1e3), .3 (L1e1);
+    # fb: L0e2, L1e3, then .45 (L1e0), .3 (L1e1).
+    assert keep_mask(fa, 0.5).astype(int).tolist() == [[1, 0, 0, 0], [0, 1, 1, 1]]
+    assert keep_mask(fb, 0.5).astype(int).tolist() == [[0, 0, 1, 0], [1, 1, 0, 1]]
+    both = np.stack([fa, fb])
+    # sum = [[.9, .15, .8, .1], [.45, .6, .5, 1.0]]: best L0e0, L1e3, then .8 (L0e2) and
+    # .6 (L1e1: moderately frequent in both; the per-expert max would pick .5, L1e2)
+    s = group_keep_mask(both, 0.5, combine="sum")
+    assert s.astype(int).tolist() == [[1, 0, 1, 0], [0, 1, 0, 1]]
+    # union of the two own masks: 6 experts (more than the budget)
+    u = group_keep_mask(both, 0.5, combine="union")
+    assert u.astype(int).tolist() == [[1, 0, 1, 0], [1, 1, 1, 1]]
     with pytest.raises(ValueError, match="combine"):
-        group_keep_mask(np.stack([fa, fb]), 0.4, combine="max")
+        group_keep_mask(both, 0.5, combine="max")
+    with pytest.raises(ValueError, match=r"\[n_lang, L, E\]"):
+        group_keep_mask(fa, 0.5)
+
+
+def test_global_keep_mask_hand_computed():
+    # layer 1 is the most frequent everywhere; layer 0 keeps only its reserved best expert
+    f = np.array([[0.05, 0.2, 0.01, 0.0], [0.9, 0.8, 0.7, 0.6]])
+    assert keep_mask(f, 0.5).astype(int).tolist() == [[0, 1, 0, 0], [1, 1, 1, 0]]
+    assert keep_mask(f, 0.75).astype(int).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
 
 
 def test_removal_keeps_one_per_layer():
