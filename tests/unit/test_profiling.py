@@ -136,3 +136,58 @@ def test_cache_reuse_and_only_missing_languages(tiny_llama, byte_tokenizer, monk
     other = ProfileConfig(max_tokens=32, seq_len=32)  # another token budget: a new profile
     profile_languages(tiny_llama, tok, part, ["en"], other, progress=False)
     assert calls == ["en", "fr", "en"]
+
+
+def test_frequency_table_by_hand():
+    from babel.profile.cache import frequency_table
+    from babel.profile.profiler import Profile
+
+    def prof(lang, chunks, tokens):
+        return Profile(lang, np.array(chunks, np.int32), np.array(tokens, np.int64),
+                       np.zeros((2, 3), np.int64), np.zeros((2, 3)))
+
+    # a: counts [[1, 3], [4, 4]] over 5 + 3 = 8 tokens; b: [[2, 0], [0, 5]] over 10 tokens
+    a = prof("a", [[[1, 2], [3, 4]], [[0, 1], [1, 0]]], [5, 3])
+    b = prof("b", [[[2, 0], [0, 5]]], [10])
+    t = frequency_table({"a": a, "b": b}, model="m")
+    expected = [  # language, layer, expert, count, tokens
+        ("a", 0, 0, 1, 8), ("a", 0, 1, 3, 8), ("a", 1, 0, 4, 8), ("a", 1, 1, 4, 8),
+        ("b", 0, 0, 2, 10), ("b", 0, 1, 0, 10), ("b", 1, 0, 0, 10), ("b", 1, 1, 5, 10),
+    ]
+    got = list(t[["language", "layer", "expert", "count", "tokens"]].itertuples(
+        index=False, name=None))
+    assert got == expected
+    np.testing.assert_allclose(t.frequency, [c / n for *_, c, n in expected])
+    assert (t.model == "m").all()
+
+
+def test_specificity_z_equals_a_loop_over_languages():
+    from babel.profile.classes import specificity_z
+
+    f = np.random.default_rng(0).uniform(0, 1, (5, 2, 3))
+    ref = np.empty_like(f)
+    for a in range(5):
+        others = np.delete(f, a, axis=0)
+        ref[a] = (f[a] - others.mean(0)) / others.std(0)  # population std of the others
+    np.testing.assert_allclose(specificity_z(f), ref, rtol=1e-6)
+
+
+def test_class_counts_per_layer_on_planted_classes():
+    from babel.core.config import ExpertClassSpec
+    from babel.profile.classes import class_counts, classify
+
+    # share r = 0.1 and the default spec: high = 0.1, low = 0.025; 0.05 is neither
+    f = np.full((4, 3, 6), 0.05)
+    f[:, 0, :2] = 0.3  # layer 0: two co-activated experts
+    f[:, 1, 2:5] = 0.01  # layer 1: three rare experts
+    f[:, 2, 5] = [0.05, 0.6, 0.06, 0.04]  # layer 2: expert 5 specific to language b
+    f[:, 2, 1] = [0.6, 0.05, 0.05, 0.6]  # high in a and d: z = 1.4 each, specific to neither
+    f[:, 1, 0] = [0.01, 0.01, 0.05, 0.01]  # stands out in c (huge z) but is not high there
+    c = classify(f, ExpertClassSpec(), 0.1)
+    assert np.argwhere(c.specific).tolist() == [[1, 2, 5]]  # the planted one and no other
+    t = class_counts(c, ["a", "b", "c", "d"]).set_index("layer")
+    assert t.co_activated.tolist() == [2, 0, 0]
+    assert t.rare.tolist() == [0, 3, 0]
+    assert t.specific_any.tolist() == [0, 0, 1]
+    assert t.specific_b.tolist() == [0, 0, 1]
+    assert t[["specific_a", "specific_c", "specific_d"]].to_numpy().sum() == 0
