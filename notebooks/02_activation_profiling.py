@@ -11,8 +11,11 @@
 # %% [markdown]
 # # 02 · Activation profiling: how often each expert is highly activated, per language
 #
-# Every language's *profiling* split of the built-in parallel corpus (the same content in
-# every language) streams through the transformer body. For each token, each expert's score
+# The first `max_items` items of every language's *profiling* split of the built-in parallel
+# corpus stream through the transformer body: the same item ids, so the same content, in
+# every language (each profile's metadata holds the hash of its item ids, `items_sha256`, and
+# profiles of different items are refused). A token budget (`max_tokens`) instead covers
+# fewer items where the tokenizer splits words finely: it is kept as an ablation (notebook 03). For each token, each expert's score
 # is Σ|h| over its neurons; scores are z-normalized within each layer and the top share `r`
 # of all layers' experts is "highly activated" (the paper's cross-layer rule). The
 # **activation frequency** of an expert in a language is the share of that language's tokens
@@ -41,8 +44,8 @@ seed = 0
 rule = "cross_layer"
 share = 0.2
 z = 1.0
-max_tokens = 3000
-max_items = None
+max_tokens = None
+max_items = 100
 seq_len = 128
 batch_size = 8
 high_factor = 1.0
@@ -69,14 +72,16 @@ langs, F = exp.frequencies(profiles)  # [n_lang, L, E]
 
 # %% [markdown]
 # ## The profiles
-# Tokens counted per language (BOS and padding excluded), the time profiling took when the
-# profile was computed, and each language's family and script.
+# Items and tokens counted per language (BOS and padding excluded; token counts differ with
+# the tokenizer's fertility), the hash of the item ids (one value: the same items
+# everywhere), the time profiling took, and each language's family and script.
 
 # %%
 table = summary.language_summary(exp.model, part, exp.profile, langs)
 name = f"expert-frequency_{paths.slug(exp.model)}_{part.config.key}_{exp.profile.key}.parquet"
 table_path = write_frequency_table(profiles, model=exp.model, path=paths.results_file(name))
 record("tokens_per_language", table["tokens"].astype(int).to_dict())
+record("items_sha256", sorted(set(table["items_sha256"])))
 record("frequency_table", table_path.name)
 table
 

@@ -47,8 +47,8 @@ seed = 0
 rule = "cross_layer"
 share = 0.2
 z = 1.0
-max_tokens = 3000
-max_items = None
+max_tokens = None
+max_items = 100
 seq_len = 128
 batch_size = 8
 high_factor = 1.0
@@ -215,7 +215,7 @@ overlap.round(3)
 # experiment's model, over the number of experts E, the selection share r, a random partition,
 # and raw neurons (gate-activation frequencies, no experts). The last row is the main profile
 # restricted to the same languages: it separates the effect of the language subset from that
-# of the smaller token budget. `*_p_controlled_floor` is the smallest p-value the controlled
+# of the smaller budget. `*_p_controlled_floor` is the smallest p-value the controlled
 # test can reach on these languages (few same-script pairs allow few label arrangements).
 
 # %%

@@ -60,8 +60,8 @@ seed = 0
 rule = "cross_layer"
 share = 0.2
 z = 1.0
-max_tokens = 3000
-max_items = None
+max_tokens = None
+max_items = 100
 seq_len = 128
 batch_size = 8
 high_factor = 1.0
@@ -263,7 +263,7 @@ display(speed.round(3))
 # ## Does the expert construction matter?
 # The same frequency-based pruning (global allocation) with experts built by k-means, by a
 # random equal-size partition, and with single neurons (E = N), each profiled under the
-# same rule and token budget, at the smallest kept share only (to save time). Cells: median
+# same rule and budget, at the smallest kept share only (to save time). Cells: median
 # rise over the construction languages (%).
 
 # %%

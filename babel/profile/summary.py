@@ -32,7 +32,7 @@ ABOUT_HALF = (0.35, 0.65)
 
 def language_summary(model_name: str, partition: Partition, cfg: ProfileConfig,
                      langs: Sequence[str]) -> pd.DataFrame:
-    """Tokens, seconds and tokens per second of each cached profile, with family and script.
+    """Items, tokens and timing of each cached profile, with family and script.
 
     Args:
         model_name: The model name the profiles were cached under.
@@ -41,14 +41,17 @@ def language_summary(model_name: str, partition: Partition, cfg: ProfileConfig,
         langs: Language codes (profiles must exist).
 
     Returns:
-        Index ``language``; columns ``tokens``, ``seconds``, ``tokens_per_second``,
+        Index ``language``; columns ``items`` (corpus items profiled), ``items_sha256`` (the
+        first 12 hex digits of the hash of their ids: equal in every language when the
+        profiles are content-parallel), ``tokens``, ``seconds``, ``tokens_per_second``,
         ``family``, ``script``.
     """
-    keys = ("tokens", "seconds", "tokens_per_second")
+    keys = ("items", "items_sha256", "tokens", "seconds", "tokens_per_second")
     rows = []
     for lang in langs:
         meta = load_meta(profile_file_for(model_name, partition, cfg, lang))
         info = get_language(lang)
+        meta["items_sha256"] = (meta.get("items_sha256") or "")[:12]
         rows.append({**{k: meta.get(k) for k in keys}, "language": lang,
                      "family": info.family, "script": info.script})
     return pd.DataFrame(rows).set_index("language")
