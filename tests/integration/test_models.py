@@ -64,7 +64,7 @@ def test_gemma_cache_is_verified_and_rebuilt(tmp_path, monkeypatch):
     new_meta = json.loads((cache / "babel_meta.json").read_text())
     # the dequantization is deterministic: the rebuilt weights are the shared cache's
     assert new_meta["files"]["model.safetensors"] == meta["files"]["model.safetensors"]
-    assert not list(cache.parent.glob(".*building"))  # no temporary left behind
+    assert not list(cache.parent.glob(".gemma-3-270m.building*"))  # no temporary left behind
     # a missing file is detected too (no rebuild needed to see it)
     (cache / "config.json").unlink()
     assert _cache_is_valid(cache) == (False, "cached file config.json is missing")
