@@ -7,6 +7,7 @@ papermill's ``-p`` guesses types (``nan`` — the ISO 639-3 code of Min Nan — 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,10 @@ def check_number(name: str, value: Any, *, kind: type = float, low: float | None
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParameterError(f"{name} must be a {kind.__name__}, got {value!r}")
+    if isinstance(value, float) and math.isnan(value):  # NaN passes every comparison
+        if low is not None or high is not None:
+            raise ParameterError(f"{name} must be in [{low}, {high}], got nan")
+        raise ParameterError(f"{name} must be a number, got nan")
     if kind is int and int(value) != value:
         raise ParameterError(f"{name} must be an integer, got {value!r}")
     value = kind(value)

@@ -228,7 +228,9 @@ def check_languages(value: Any, *, name: str = "languages") -> list[str]:
     if value == "all":
         return available_languages()
     if isinstance(value, str):
-        value = [value]
+        value = [c.strip() for c in value.split(",") if c.strip()]  # "en,fr" is a list too
+    elif isinstance(value, float):
+        value = [value]  # papermill's -p turned a code (nan) into a float: the hint below
     if not isinstance(value, (list, tuple)) or not value:
         raise ParameterError(f"{name} must be a non-empty list of language codes or 'all', "
                              f"got {value!r}")
