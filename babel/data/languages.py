@@ -241,6 +241,9 @@ def check_languages(value: Any, *, name: str = "languages") -> list[str]:
                 f"{name} contains {code!r} ({type(code).__name__}), not a string: papermill's "
                 f"-p turned it into a number; pass codes as strings (papermill -r, or "
                 f"python -m babel.core.notebook -p {name} '[..]')")
-        get_language(code)  # raises with the closest code
+        try:
+            get_language(code)  # raises with the closest code
+        except ValueError as err:
+            raise ParameterError(f"{name}: {err}") from None
         out.append(code)
     return out
