@@ -6,29 +6,34 @@ import pytest
 
 @pytest.mark.notebook
 @pytest.mark.integration
-def test_notebook_smoke(tmp_path):
+def test_notebook_smoke(smoke_chain):
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    from babel.core.notebook import load_params, read_records, run_notebook
     from babel.experiment import COMMON_PARAMETERS, ExperimentConfig
     from babel.families.conclusion import OUTCOMES
     from babel.families.distances import BRANCH, PARTIALS
     from babel.families.similarity import language_labels
     from babel.families.stats import CONTROL_PAIRS
 
-    params = load_params("smoke", "03_language_families")
+    params = smoke_chain.params["03_language_families"]
     langs, n_perm = list(params["languages"]), params["n_permutations"]
     models = list(dict.fromkeys([params["model"], *params["compare_models"]]))
-    rec = read_records(run_notebook("03_language_families", params="smoke",
-                                    output=tmp_path / "03.ipynb"))
+    rec = smoke_chain.records["03_language_families"]
 
     per_model = ("agreement", "bootstrap_max_abs_bias", "clusters", "mean_similarity",
                  "layer_z", "layers_script_above_family", "controls", "mantel",
                  "lape_neurons", "lape_overlap")
     expected = {f"{m}/{k}" for m in models for k in per_model} | {
         "figures_clustermap", "figure_layers", "figure_lape", "mantel_dropped", "robustness",
-        "robustness_seconds", "models_mantel", "answer", "answers", "conclusion", "seconds"}
+        "robustness_seconds", "models_mantel", "answer", "answers", "conclusion", "seconds",
+        "budget_comparison"}
     assert expected <= set(rec), sorted(expected - set(rec))
+    # the budget ablation: one row per budget, each with the rule's outcome
+    exp = smoke_chain.exp
+    budgets = [b["budget"] for b in rec["budget_comparison"]]
+    assert budgets == [exp.budget, exp.other_budget(params["ablation_max_tokens"]).budget]
+    assert all(b["outcome"] in OUTCOMES for b in rec["budget_comparison"])
+    assert rec["budget_comparison"][0]["outcome"] == rec["answer"]["outcome"]
 
     for m in models:
         ag, clusters = rec[f"{m}/agreement"], rec[f"{m}/clusters"]

@@ -7,12 +7,9 @@ import pytest
 
 
 @pytest.mark.notebook
-def test_notebook_04_smoke(tmp_path):
-    from babel.core.notebook import load_params, read_records, run_notebook
-
-    params = load_params("smoke", "04_pruning")
-    out = run_notebook("04_pruning", params="smoke", output=tmp_path / "04.ipynb")
-    rec = read_records(out)
+def test_notebook_04_smoke(smoke_chain):
+    params = smoke_chain.params["04_pruning"]
+    rec = smoke_chain.records["04_pruning"]
     langs = set(params["pruning_languages"])
     sweep = rec["sweep"]
     assert {r["language"] for r in sweep} == langs

@@ -50,14 +50,14 @@ def test_01_expert_construction(tmp_path):
     assert len(sel) == N_LAYERS and abs(sum(sel) - k) <= N_LAYERS * 0.005 + 1e-6
 
 
-def test_02_activation_profiling(tmp_path):
-    rec = _run("02_activation_profiling", tmp_path)
+def test_02_activation_profiling(smoke_chain):
+    rec = smoke_chain.records["02_activation_profiling"]
     langs = SMOKE["languages"]
     # content-parallel: one item set (one hash) for every language, token counts differ
     assert len(rec["items_sha256"]) == 1 and len(rec["items_sha256"][0]) == 12
     assert set(rec["tokens_per_language"]) == set(langs)
     assert len(set(rec["tokens_per_language"].values())) > 1
-    table = pd.read_parquet(paths.results_file(rec["frequency_table"]))
+    table = pd.read_parquet(smoke_chain.results_file(rec["frequency_table"]))
     k = round(SMOKE["share"] * N_LAYERS * SMOKE["n_experts"])
     per_lang = table.groupby("language").agg(count=("count", "sum"), tokens=("tokens", "first"))
     assert (per_lang["count"] == k * per_lang["tokens"]).all()  # k selections per token
@@ -72,7 +72,7 @@ def test_02_activation_profiling(tmp_path):
     assert set(spec) == set(langs) == set(rec["mean_abs_deviation"])
     assert max(spec.values()) <= cls["specific_any"] <= sum(spec.values())
     # the sensitivity curves pass through this run's counts at this run's cut-offs
-    sens = pd.read_csv(paths.results_file("expert_classes_sensitivity_gemma-3-270m.csv"))
+    sens = pd.read_csv(smoke_chain.results_file("expert_classes_sensitivity_gemma-3-270m.csv"))
     at = sens.set_index(["class", "value"]).experts
     assert at[("co_activated", SMOKE["high_factor"])] == cls["co_activated"]
     assert at[("rare", SMOKE["low_factor"])] == cls["rare"]
