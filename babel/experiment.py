@@ -194,10 +194,14 @@ class ExperimentConfig:
         return f"{items} {self.profile.split} items in every language"
 
     def other_budget(self, max_tokens: int) -> ExperimentConfig:
-        """The budget ablation: a token budget when this run is content-parallel, else the
-        same items in every language (the whole split)."""
-        budget = None if self.profile.max_tokens is not None else max_tokens
-        return self.replace(profile=dataclasses.replace(self.profile, max_tokens=budget))
+        """The budget ablation: when this run is content-parallel, ``max_tokens`` tokens of
+        each language's split (no item cap: exactly the earlier token-budget method); else
+        the same items in every language (the whole split)."""
+        if self.profile.max_tokens is not None:
+            budget = dataclasses.replace(self.profile, max_tokens=None, max_items=None)
+        else:
+            budget = dataclasses.replace(self.profile, max_tokens=max_tokens, max_items=None)
+        return self.replace(profile=budget)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON (recorded beside every result)."""

@@ -56,7 +56,10 @@ def test_the_budget_ablation_switches_modes():
     assert parallel.profile.content_parallel and "in every language" in parallel.budget
     ablation = parallel.other_budget(3000)
     assert ablation.profile.max_tokens == 3000 and not ablation.profile.content_parallel
-    assert ablation.other_budget(3000).profile.max_tokens is None
+    assert ablation.profile.max_items is None  # the earlier method: 3000 tokens, no item cap
+    assert ablation.profile.key == "cross_layer-r0.2_builtin-profiling_L128_T3000_bos0"
+    back = ablation.other_budget(3000).profile
+    assert back.max_tokens is None and back.max_items is None and back.content_parallel
 
 
 def _profile(lang, items):
