@@ -54,6 +54,11 @@ test-fast: $(STAMP)
 ## reproduce: install when needed, then run every notebook headlessly (PARAMS=default|smoke|full)
 reproduce: $(STAMP)
 	$(PY) -m babel reproduce --params $(PARAMS)
+	@if [ "$(PARAMS)" = default ]; then $(PY) -m babel results; fi
+
+## results: README.md's results section from the default run's recorded values
+results: $(STAMP)
+	$(PY) -m babel results
 
 ## notebook: run one notebook, e.g. make notebook NB=02_activation_profiling PARAMS=smoke
 notebook: $(STAMP)
@@ -87,4 +92,4 @@ lint: $(STAMP)
 clean:
 	rm -rf build data/cache mutants
 
-.PHONY: help install lab-install lab test test-fast mutation reproduce notebook bench corpus-check corpus-stats lint clean
+.PHONY: help install lab-install lab test test-fast mutation results reproduce notebook bench corpus-check corpus-stats lint clean
