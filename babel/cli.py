@@ -1,7 +1,10 @@
-"""The ``babel`` command line: corpus tools and the notebook runner.
+"""The ``babel`` command line: profiles, families and pruning of your own text; the notebook runner.
 
 ::
 
+    babel profile --model smollm2-135m --languages en,fr,hi --corpus ./my_texts --out out/
+    babel families --model smollm2-135m --languages all --corpus ./my_texts --out out/
+    babel prune --model smollm2-135m --language fr --keep 0.9 --corpus ./my_texts --out fr-90/
     babel corpus stats --tokenizer gemma-3-270m
     babel corpus transliterate-serbian
     babel run 02_activation_profiling --params smoke -p languages '[en, fr]'
@@ -14,16 +17,32 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from babel import results
-from babel.core import notebook
+from babel.core import notebook, paths
+from babel.data.checks import ALLOW_MIXED_ENV
 from babel.data.corpus import corpus_stats, write_serbian_latin
+from babel.data.languages import USER_CSV_ENV, get_language
+from babel.experiment import ExperimentConfig
+from babel.families.similarity import METRICS, similarity
+from babel.families.stats import label_table
+from babel.figures.families import clustermap
+from babel.figures.heatmaps import frequency_heatmaps
 from babel.models.loading import load_tokenizer
+from babel.models.surgery import prune_model, save_pruned
+from babel.profile.cache import write_frequency_table
+from babel.prune.masks import keep_mask, neuron_keep_mask
 
 
 def _corpus(args: argparse.Namespace) -> int:
@@ -37,10 +56,189 @@ def _corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def list_arg(value: str) -> list[str] | str:
+    """A list option: ``en,fr``, a YAML list ``[en, fr]``, or ``all``."""
+    value = value.strip()
+    if value.startswith("["):
+        parsed = yaml.safe_load(value)
+        if not isinstance(parsed, list):
+            raise argparse.ArgumentTypeError(f"{value!r} is not a YAML list")
+        return [str(v) for v in parsed]
+    if value == "all":
+        return value
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _add_experiment_arguments(p: argparse.ArgumentParser, *, languages: bool = True) -> None:
+    p.add_argument("--model", required=True,
+                   help="embedded name (gemma-3-270m, smollm2-135m), hub id or local folder")
+    if languages:
+        p.add_argument("--languages", type=list_arg, default="all",
+                       help="codes: en,fr,hi or [en, fr, hi] (default: every file of --corpus)")
+    p.add_argument("--corpus", default="builtin",
+                   help="a folder of <code>.txt (one item a line) or <code>.jsonl files, or a "
+                        "source: builtin, flores_plus, wikipedia")
+    p.add_argument("--languages-csv", type=Path, default=None,
+                   help="your language table (columns of data/languages.csv; code and script "
+                        "required), merged over the built-in one")
+    p.add_argument("--allow-mixed-script", action="store_true",
+                   help="accept files with over 10%% of letters outside their script")
+    p.add_argument("--experts", type=int, default=256, help="experts per layer E (default 256)")
+    p.add_argument("--share", type=float, default=0.2, help="selection share r (default 0.2)")
+    p.add_argument("--max-items", type=int, default=100,
+                   help="items per language (default 100; 0: all)")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per chunk (default 128)")
+    p.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass")
+    p.add_argument("--out", type=Path, default=Path("babel-out"),
+                   help="output folder (default ./babel-out)")
+
+
+def _experiment(args: argparse.Namespace, languages: Any) -> ExperimentConfig:
+    return ExperimentConfig.from_params(
+        model=args.model, languages=languages, corpus=args.corpus, n_experts=args.experts,
+        share=args.share, max_items=args.max_items or None, seq_len=args.seq_len,
+        batch_size=args.batch_size)
+
+
+def _profiles(args: argparse.Namespace, languages: Any):
+    exp = _experiment(args, languages)  # checks the text before the model is loaded
+    lm, tok = exp.load_model()
+    part = exp.build_partition(lm, model_name=exp.model)
+    profiles = exp.profiles(lm, tok, part, model_name=exp.model, progress=True)
+    return exp, lm, tok, part, profiles
+
+
+def _stem(exp: ExperimentConfig) -> str:
+    return paths.slug(Path(exp.model).name if "/" in exp.model else exp.model)
+
+
+def _profile(args: argparse.Namespace) -> int:
+    exp, _, _, _, profiles = _profiles(args, args.languages)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = write_frequency_table(profiles, model=exp.model,
+                                  path=args.out / f"expert-frequency_{_stem(exp)}.parquet")
+    langs, freq = exp.frequencies(profiles)
+    fig = frequency_heatmaps(freq, langs, model=exp.model)
+    png = args.out / f"frequency-heatmap_{_stem(exp)}.png"
+    fig.savefig(png, dpi=120)
+    print(table)
+    print(png)
+    return 0
+
+
+def _families(args: argparse.Namespace) -> int:
+    exp, _, _, _, profiles = _profiles(args, args.languages)
+    langs, freq = exp.frequencies(profiles)
+    if len(langs) < 3:
+        raise ValueError(f"families needs at least 3 languages, got {langs}; add files")
+    args.out.mkdir(parents=True, exist_ok=True)
+    sim = similarity(freq, metric=args.metric)
+    csv = args.out / f"similarity_{_stem(exp)}.csv"
+    pd.DataFrame(sim, index=langs, columns=langs).to_csv(csv)
+    grid = clustermap(sim, langs, title=f"{args.metric} similarity — {exp.model}")
+    png = args.out / f"clustermap_{_stem(exp)}.png"
+    grid.figure.savefig(png, dpi=120, bbox_inches="tight")
+    keep = [i for i, lang in enumerate(langs) if get_language(lang).has_genealogy]
+    left = [langs[i] for i in range(len(langs)) if i not in keep]
+    if left:
+        print(f"note: statistics leave out {left}: no family/branch in the language table "
+              f"(add them with --languages-csv)", file=sys.stderr)
+    stats = args.out / f"family-statistics_{_stem(exp)}.csv"
+    if len(keep) >= 3:
+        table = label_table(sim[keep][:, keep], [langs[i] for i in keep],
+                            n_permutations=args.permutations)
+        table.to_csv(stats, index=False)
+        print(csv, png, stats, sep="\n")
+    else:
+        print("note: fewer than 3 languages with a family; no statistics table",
+              file=sys.stderr)
+        print(csv, png, sep="\n")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    exp, lm, tok, part, profiles = _profiles(args, [args.language])
+    keep = neuron_keep_mask(keep_mask(profiles[args.language].frequency, args.keep), part)
+    pruned = prune_model(lm, keep)
+    folder = save_pruned(pruned, args.out, meta={"language": args.language, "keep": args.keep,
+                                                 "experiment": exp.to_dict()})
+    tok.save_pretrained(str(folder))
+    print(folder)
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """One-line errors; an unknown option gets the closest known one."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    return [o for a in parser._actions for o in a.option_strings]
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(name)
+    return None
+
+
+def _unknown_message(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                     extras: Sequence[str]) -> str:
+    sub = _subparser(parser, args.command) or parser
+    known = _option_strings(sub)
+    bad = next((e for e in extras if e.startswith("-")), extras[0])
+    close = difflib.get_close_matches(bad.split("=")[0], known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else f"; see babel {args.command} --help"
+    return f"babel {args.command}: error: unknown argument {bad}{hint}"
+
+
+@contextlib.contextmanager
+def _environment(args: argparse.Namespace) -> Iterator[None]:
+    """The run's language table and script flag (read by the checks), restored afterwards."""
+    values = {USER_CSV_ENV: str(args.languages_csv) if getattr(args, "languages_csv", None)
+              else None,
+              ALLOW_MIXED_ENV: "1" if getattr(args, "allow_mixed_script", False) else None}
+    old = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        if v is not None:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    ap = argparse.ArgumentParser(prog="babel", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = _Parser(prog="babel", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    prof = sub.add_parser("profile", help="expert activation frequencies of your text: the "
+                          "frequency table (parquet) and the heatmap (PNG)")
+    _add_experiment_arguments(prof)
+    fam = sub.add_parser("families", help="language similarity: the matrix (CSV), the "
+                         "clustermap (PNG) and the family/script statistics (CSV)")
+    _add_experiment_arguments(fam)
+    fam.add_argument("--metric", choices=METRICS, default="centered",
+                     help="similarity metric (default centered)")
+    fam.add_argument("--permutations", type=int, default=1000,
+                     help="permutations of the tests (default 1000)")
+    pru = sub.add_parser("prune", help="a model pruned for one language, as a Hugging Face "
+                         "folder (safetensors, config, tokenizer, keep mask)")
+    _add_experiment_arguments(pru, languages=False)
+    pru.add_argument("--language", required=True, help="the language to keep experts for")
+    pru.add_argument("--keep", type=float, required=True,
+                     help="share of experts kept, in (0, 1] (e.g. 0.9)")
     corpus = sub.add_parser("corpus", help="corpus statistics and the derived Serbian Latin file")
     csub = corpus.add_subparsers(dest="corpus_command", required=True)
     stats = csub.add_parser("stats", help="items, characters, words (and tokens) per language")
@@ -56,8 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+_COMMANDS = {"profile": _profile, "families": _families, "prune": _prune}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        print(_unknown_message(parser, args, extras), file=sys.stderr)
+        return 2
+    if args.command in _COMMANDS:
+        try:
+            with _environment(args), warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return _COMMANDS[args.command](args)
+        except Exception as err:  # noqa: BLE001 — one line for the user
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            print(f"error: {lines[0]}", file=sys.stderr)
+            return 1
     if args.command == "corpus":
         return _corpus(args)
     if args.command == "results":

@@ -37,7 +37,8 @@ from babel.core.config import (
     SelectionRule,
 )
 from babel.core.params import ParameterError, check_choice, check_number, check_str
-from babel.data.corpus import SOURCES
+from babel.data.checks import check_user_corpus
+from babel.data.corpus import corpus_languages, parse_corpus
 from babel.data.languages import check_languages
 from babel.models.loading import load_model
 from babel.profile.cache import frequency_tensor, profile_languages
@@ -71,6 +72,25 @@ def _as_list(value: Any) -> Any:
     if isinstance(value, str) and "," in value:
         return [v.strip() for v in value.split(",") if v.strip()]
     return value
+
+
+def _corpus(value: Any) -> tuple[str, str | None, list[str] | None]:
+    """``(source, folder, codes of the folder)`` of the ``corpus`` parameter: a source name
+    (``builtin``, ``files``, ``flores_plus``, ``wikipedia``) or a folder of the user's
+    ``<code>.txt`` / ``<code>.jsonl`` files (a value with ``/`` or naming a folder)."""
+    check_str("corpus", value)
+    try:
+        source, path = parse_corpus(value)
+    except (ValueError, FileNotFoundError) as err:
+        raise ParameterError(str(err)) from None
+    if source == "files" and path is None:
+        raise ParameterError("corpus='files' needs the folder: pass it as the corpus itself, "
+                             "e.g. -p corpus ./my_texts (a folder of <code>.txt/.jsonl files)")
+    codes = corpus_languages(path) if path is not None else None
+    if codes is not None and not codes:
+        raise ParameterError(f"corpus={value!r} holds no <code>.txt or <code>.jsonl file; name "
+                             "each language's file by its code, e.g. fr.txt")
+    return source, path, codes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,9 +134,11 @@ class ExperimentConfig:
             method=check_choice("method", p["method"], METHODS),
             projection=check_choice("projection", p["projection"], PROJECTIONS),
             seed=check_number("seed", p["seed"], kind=int, low=0))
+        source, path, corpus_codes = _corpus(p["corpus"])
         profile = ProfileConfig(
             rule=rule,
-            source=check_choice("corpus", p["corpus"], SOURCES),
+            source=source,
+            path=path,
             seq_len=check_number("seq_len", p["seq_len"], kind=int, low=2),
             batch_size=check_number("batch_size", p["batch_size"], kind=int, low=1),
             max_tokens=check_number("max_tokens", p["max_tokens"], kind=int, low=1,
@@ -130,7 +152,9 @@ class ExperimentConfig:
                 specific_z=check_number("specific_z", p["specific_z"]))
         except ValueError as err:
             raise ParameterError(str(err)) from None
-        languages = tuple(check_languages(_as_list(p["languages"])))
+        languages = tuple(check_languages(_as_list(p["languages"]), corpus_codes=corpus_codes))
+        if path is not None:  # the user's text, checked before any model work
+            check_user_corpus(languages, path)
         return cls(model=check_str("model", p["model"]), languages=languages,
                    partition=partition, profile=profile, classes=classes)
 
@@ -209,8 +233,16 @@ class ExperimentConfig:
 
     # ------------------------------------------------------------------ one call per stage
     def load_model(self, name: str | None = None, **kw: Any) -> tuple[nn.Module, Any]:
-        """``(model, tokenizer)`` of this experiment (or of another model ``name``)."""
-        return load_model(name or self.model, **kw)
+        """``(model, tokenizer)`` of this experiment (or of another model ``name``).
+
+        With a user's corpus, its files are checked against ``min_tokens`` with this tokenizer
+        here, before the partition and the profiles are computed or cached.
+        """
+        model, tokenizer = load_model(name or self.model, **kw)
+        if self.profile.path is not None:
+            check_user_corpus(self.languages, self.profile.path, tokenizer=tokenizer,
+                              langid=False)
+        return model, tokenizer
 
     def build_partition(self, model: nn.Module, *, model_name: str | None = None) -> Partition:
         """The cached expert partition of ``model`` under this experiment's settings."""

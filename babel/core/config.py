@@ -8,6 +8,8 @@ are explained in :mod:`babel.construct.partition` and :mod:`babel.construct.sele
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from pathlib import Path
 from typing import Literal
 
 Method = Literal["kmeans", "random", "coactivation", "neurons"]
@@ -101,6 +103,9 @@ class ProfileConfig:
         max_items: Item budget: the first N items of the split, the same ids in every
             language (``None``: the whole split). Content-parallel.
         exclude_bos: Do not count the BOS position (it is the same token in every language).
+        path: The folder of the user's files (``source="files"``); ``None`` otherwise. Left
+            out of the saved config when ``None``, so built-in profiles keep their key and
+            settings.
     """
 
     rule: SelectionRule = dataclasses.field(default_factory=SelectionRule)
@@ -111,8 +116,11 @@ class ProfileConfig:
     max_tokens: int | None = None
     exclude_bos: bool = True
     max_items: int | None = None
+    path: str | None = None
 
     def __post_init__(self) -> None:
+        if self.source == "files" and not self.path:
+            raise ValueError('source="files" needs path= the folder of <code>.txt/.jsonl files')
         if self.split not in ("profiling", "evaluation", "all"):
             raise ValueError(f"split must be 'profiling', 'evaluation' or 'all', got "
                              f"{self.split!r}")
@@ -129,11 +137,28 @@ class ProfileConfig:
         return self.max_tokens is None
 
     @property
+    def corpus(self) -> str:
+        """The corpus as ``load_items(source=…)`` takes it: the source name, or the folder."""
+        return self.path if self.path is not None else self.source
+
+    @property
     def key(self) -> str:
         budget = "all" if self.max_tokens is None else str(self.max_tokens)
         items = "" if self.max_items is None else f"_I{self.max_items}"
-        return (f"{self.rule.key}_{self.source}-{self.split}_L{self.seq_len}_T{budget}"
+        source = self.source
+        if self.path is not None:  # one cache folder per user folder (content: its digest)
+            where = str(Path(self.path).expanduser().resolve())
+            source += "-" + hashlib.sha256(where.encode("utf-8")).hexdigest()[:8]
+        return (f"{self.rule.key}_{source}-{self.split}_L{self.seq_len}_T{budget}"
                 f"_bos{int(not self.exclude_bos)}{items}")
+
+    def as_dict(self) -> dict:
+        """The saved settings: every field, ``path`` only when set (so built-in profiles keep
+        the settings they were saved with)."""
+        out = dataclasses.asdict(self)
+        if out["path"] is None:
+            del out["path"]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

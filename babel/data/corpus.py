@@ -9,7 +9,8 @@ Sources (``load_items(lang, source=...)``):
   ``python -m babel.data.corpus transliterate-serbian``; never edit it by hand.
 - ``"files"``: a user's own file (``path``): plain text with one item per line (id = line
   number, blank lines skipped) or JSONL with ``text`` and optional ``id``/``topic``. ``path`` may
-  be a folder holding ``<code>.jsonl`` or ``<code>.txt``.
+  be a folder holding ``<code>.jsonl`` or ``<code>.txt``. Wherever a source name is taken, a
+  folder path stands for ``"files"`` with that folder (:func:`parse_corpus`).
 - ``"flores_plus"`` and ``"wikipedia"``: see ``babel.data.sources``.
 
 The split is a function of the item id alone (``split_of``), so it is identical across languages.
@@ -144,6 +145,53 @@ def _load_builtin(lang: str, folder: Path | None) -> list[Item]:
     return read_jsonl_items(file)
 
 
+def parse_corpus(value: str) -> tuple[str, str | None]:
+    """``(source, path)`` of a corpus setting: a source name, or a folder of the user's files.
+
+    A value containing ``/`` or naming an existing folder means ``("files", value)``.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"corpus={value!r}; use one of {', '.join(SOURCES)} or a folder of "
+                         "<code>.txt / <code>.jsonl files")
+    if value in SOURCES:
+        return value, None
+    if "/" in value or Path(value).expanduser().is_dir():
+        folder = Path(value).expanduser()
+        if not folder.exists():
+            raise FileNotFoundError(f"corpus={value!r}: no such folder; give a folder of "
+                                    "<code>.txt / <code>.jsonl files")
+        return "files", str(folder)
+    raise ValueError(f"corpus={value!r}; use one of {', '.join(SOURCES)} or a folder of "
+                     "<code>.txt / <code>.jsonl files")
+
+
+def corpus_languages(folder: str | Path) -> list[str]:
+    """Codes of the ``<code>.txt`` / ``<code>.jsonl`` files of a user's folder (sorted)."""
+    folder = Path(folder)
+    return sorted({f.stem for f in folder.iterdir()
+                   if f.is_file() and f.suffix in (".txt", ".jsonl") and not f.name.startswith(".")})
+
+
+def read_utf8_lines(file: Path) -> list[str]:
+    """The lines of a text file; invalid UTF-8 is a one-line error with line and byte offset."""
+    raw = Path(file).read_bytes()
+    lines, offset = [], 0
+    for number, line in enumerate(raw.splitlines(keepends=True), start=1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise UnicodeError(
+                f"{file}: invalid UTF-8 at line {number}, byte offset {offset + err.start} "
+                f"(byte 0x{line[err.start]:02x}); re-save the file as UTF-8") from None
+        offset += len(line)
+    return lines
+
+
+def user_file(lang: str, path: str | Path) -> Path:
+    """The user's file of ``lang``: ``path`` itself, or ``<lang>.jsonl`` / ``<lang>.txt`` in it."""
+    return _user_file(lang, Path(path))
+
+
 def _user_file(lang: str, path: Path) -> Path:
     if path.is_file():
         return path
@@ -158,16 +206,16 @@ def _user_file(lang: str, path: Path) -> Path:
 
 def _load_files(lang: str, path: Path) -> list[Item]:
     file = _user_file(lang, path)
+    lines = read_utf8_lines(file)  # a one-line error on invalid UTF-8
     if file.suffix in (".jsonl", ".json"):
         return read_jsonl_items(file, require_ids=False)
-    with open(file, encoding="utf-8") as fh:
-        return [Item(str(n), "", line.strip()) for n, line in enumerate(fh, 1) if line.strip()]
+    return [Item(str(n), "", line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
 
 
 def _load_source(spec: CorpusSpec, lang: str) -> list[Item]:
     if not isinstance(lang, str):
         get_language(lang)  # raises the papermill-friendly TypeError
-    path = Path(spec.path) if spec.path is not None else None
+    path = Path(spec.path).expanduser() if spec.path is not None else None
     if spec.source == "builtin":
         return _load_builtin(lang, path)
     if spec.source == "files":
@@ -196,7 +244,8 @@ def load_items(
     Args:
         lang: Language code (``fr``, ``sr-Latn``); for ``source="files"`` any name of a file in
             the ``path`` folder.
-        source: ``"builtin"``, ``"files"``, ``"flores_plus"`` or ``"wikipedia"``.
+        source: ``"builtin"``, ``"files"``, ``"flores_plus"`` or ``"wikipedia"``, or a folder of
+            the user's files (the same as ``source="files", path=folder``).
         split: ``"all"``, ``"profiling"`` (~2/3 of ids) or ``"evaluation"`` (~1/3).
         path: Built-in: another corpus folder; files: the file or folder (required);
             flores_plus/wikipedia: a local copy of the hub data.
@@ -207,6 +256,8 @@ def load_items(
     Returns:
         The items, in corpus order.
     """
+    if source not in SOURCES and path is None:
+        source, path = parse_corpus(source)  # a folder of the user's files
     spec = CorpusSpec(
         source=source,
         split=split,

@@ -14,6 +14,13 @@ Columns of the table (one row per language):
 - ``wiki_code``: Wikipedia edition (``sr`` for both Serbian scripts).
 - ``langid_code``: label py3langid uses for the language (empty when unsupported).
 - ``uriel_code``: ISO 639-3 code lang2vec/URIEL knows (empty when unknown).
+
+Your own languages: a CSV with (some of) these columns is merged over the built-in table (its
+rows replace built-in rows of the same code, new codes are added): set the environment variable
+``BABEL_LANGUAGES_CSV`` (notebooks, ``make``) or pass ``--languages-csv`` (the command line). Only
+``code`` and ``script`` are required there; ``family`` and ``branch`` may be empty (statistics that
+need them leave such a language out). A code in neither table still works with a text corpus:
+:func:`language_from_text` detects its script and :func:`register_language` adds it for the run.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import csv
 import dataclasses
 import difflib
 import functools
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -34,6 +42,9 @@ SCRIPTS = ("Latn", "Cyrl", "Arab", "Hebr", "Deva", "Beng", "Hans", "Jpan", "Kore
 _FLORES_RE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 
 _ISO3_RE = re.compile(r"^[a-z]{3}$")
+_SCRIPT_RE = re.compile(r"^[A-Z][a-z]{3}$")
+USER_CSV_ENV = "BABEL_LANGUAGES_CSV"
+_REGISTERED: dict[str, Language] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,45 +65,61 @@ class Language:
     def __post_init__(self) -> None:
         if not self.code:
             raise ValueError("Language.code is empty; fill the code column of data/languages.csv")
-        if self.script not in SCRIPTS:
+        if not _SCRIPT_RE.match(self.script):
             raise ValueError(
-                f"language {self.code!r} has script {self.script!r}; use one of {', '.join(SCRIPTS)}"
+                f"language {self.code!r} has script {self.script!r}; use an ISO 15924 code "
+                f"({', '.join(SCRIPTS)}, ...)"
             )
-        if not _ISO3_RE.match(self.iso639_3):
+        if self.iso639_3 and not _ISO3_RE.match(self.iso639_3):
             raise ValueError(
                 f"language {self.code!r} has iso639_3 {self.iso639_3!r}; use 3 lowercase letters"
             )
-        if not _FLORES_RE.match(self.flores_code):
+        if self.flores_code and not _FLORES_RE.match(self.flores_code):
             raise ValueError(
                 f"language {self.code!r} has flores_code {self.flores_code!r}; "
                 "use the FLORES+ form iso639_3_Script, e.g. fra_Latn"
             )
-        for field in ("name", "family", "branch", "wiki_code"):
-            if not getattr(self, field):
-                raise ValueError(
-                    f"language {self.code!r} has an empty {field}; fill it in data/languages.csv"
-                )
+        if not self.name:
+            raise ValueError(f"language {self.code!r} has an empty name; fill it in the table")
 
     @property
     def flores_script(self) -> str:
         """Script of the FLORES+ config (differs from ``script`` only for ``sr-Latn``)."""
-        return self.flores_code.split("_", 1)[1]
+        return self.flores_code.split("_", 1)[1] if self.flores_code else self.script
+
+    @property
+    def has_genealogy(self) -> bool:
+        """True when the table gives both family and branch (family statistics need them)."""
+        return bool(self.family and self.branch)
 
 
-@functools.lru_cache(maxsize=4)
-def _read_table(path: Path) -> tuple[Language, ...]:
+_REQUIRED_BUILTIN = ("name", "family", "branch", "wiki_code", "iso639_3", "flores_code")
+
+
+@functools.lru_cache(maxsize=8)
+def _read_table(path: Path, user: bool = False) -> tuple[Language, ...]:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     fields = [f.name for f in dataclasses.fields(Language)]
     languages = []
     for row in rows:
-        missing = [f for f in fields if f not in row]
+        required = ("code", "script") if user else fields
+        missing = [f for f in required if f not in row]
         if missing:
             raise ValueError(f"{path} lacks column(s) {missing}; add them to the header row")
-        values = {f: (row[f] or "").strip() for f in fields}
+        values = {f: (row.get(f) or "").strip() for f in fields}
+        if not user:
+            for field in _REQUIRED_BUILTIN:
+                if not values[field]:
+                    raise ValueError(f"language {values['code']!r} has an empty {field}; fill "
+                                     f"it in {path}")
+        values["name"] = values["name"] or values["code"]
         for optional in ("langid_code", "uriel_code"):
             values[optional] = values[optional] or None  # type: ignore[assignment]
-        languages.append(Language(**values))  # type: ignore[arg-type]
+        try:
+            languages.append(Language(**values))  # type: ignore[arg-type]
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     codes = [lang.code for lang in languages]
     duplicates = sorted({c for c in codes if codes.count(c) > 1})
     if duplicates:
@@ -100,8 +127,30 @@ def _read_table(path: Path) -> tuple[Language, ...]:
     return tuple(languages)
 
 
+def user_languages_csv() -> Path | None:
+    """The user's language table (``BABEL_LANGUAGES_CSV``), or None."""
+    value = os.environ.get(USER_CSV_ENV, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{USER_CSV_ENV}={value}: no such file; point it at a CSV with "
+                                "the columns of data/languages.csv (code and script at least)")
+    return path
+
+
+def merge_tables(base: Sequence[Language], extra: Sequence[Language]) -> list[Language]:
+    """``base`` with ``extra`` merged over it: same code replaced in place, new codes appended."""
+    by_code = {lang.code: lang for lang in extra}
+    merged = [by_code.pop(lang.code, lang) for lang in base]
+    return merged + list(by_code.values())
+
+
 def load_languages(path: Path | None = None) -> list[Language]:
     """All languages of the table, in table order (read once, then cached).
+
+    The built-in table with the user's table (``BABEL_LANGUAGES_CSV``) merged over it, then the
+    languages registered from their text (:func:`register_language`).
 
     Args:
         path: Another table with the same columns; default ``data/languages.csv``.
@@ -109,7 +158,34 @@ def load_languages(path: Path | None = None) -> list[Language]:
     Returns:
         One ``Language`` per row.
     """
-    return list(_read_table(Path(path) if path is not None else paths.LANGUAGES_CSV))
+    if path is not None:
+        return list(_read_table(Path(path)))
+    languages = list(_read_table(paths.LANGUAGES_CSV))
+    user = user_languages_csv()
+    if user is not None:
+        languages = merge_tables(languages, _read_table(user, True))
+    return merge_tables(languages, list(_REGISTERED.values()))
+
+
+def read_user_languages(path: Path) -> list[Language]:
+    """The rows of a user's language table (``code`` and ``script`` required)."""
+    return list(_read_table(Path(path), True))
+
+
+def register_language(language: Language) -> Language:
+    """Add a language that is in no table (detected from its text) for this process."""
+    known = {lang.code for lang in load_languages()} - set(_REGISTERED)
+    if language.code not in known:
+        _REGISTERED[language.code] = language
+    return language
+
+
+def language_from_text(code: str, script: str) -> Language:
+    """A table row for a code in no table: its text's script, no family or branch."""
+    iso3 = code.split("-")[0].lower()
+    return Language(code=code, iso639_3=iso3 if _ISO3_RE.match(iso3) else "", name=code,
+                    family="", branch="", script=script, flores_code="", wiki_code="",
+                    langid_code=None, uriel_code=None)
 
 
 def language_codes() -> list[str]:
@@ -222,11 +298,19 @@ def available_languages(corpus_dir: Path | None = None) -> list[str]:
     ]
 
 
-def check_languages(value: Any, *, name: str = "languages") -> list[str]:
-    """A list of language codes (``"all"`` = every language with a corpus file)."""
+def check_languages(value: Any, *, name: str = "languages",
+                    corpus_codes: Sequence[str] | None = None) -> list[str]:
+    """A list of language codes (``"all"`` = every language with a corpus file).
+
+    Args:
+        value: The parameter (a list, a comma list or ``"all"``).
+        name: The parameter's name, for errors.
+        corpus_codes: The codes of a user's corpus folder: ``"all"`` means these, and they are
+            accepted even when no table lists them (their script comes from their text).
+    """
 
     if value == "all":
-        return available_languages()
+        return list(corpus_codes) if corpus_codes is not None else available_languages()
     if isinstance(value, str):
         value = [c.strip() for c in value.split(",") if c.strip()]  # "en,fr" is a list too
     elif isinstance(value, float):
@@ -241,6 +325,9 @@ def check_languages(value: Any, *, name: str = "languages") -> list[str]:
                 f"{name} contains {code!r} ({type(code).__name__}), not a string: papermill's "
                 f"-p turned it into a number; pass codes as strings (papermill -r, or "
                 f"python -m babel.core.notebook -p {name} '[..]')")
+        if corpus_codes is not None and code in corpus_codes:
+            out.append(code)
+            continue
         try:
             get_language(code)  # raises with the closest code
         except ValueError as err:

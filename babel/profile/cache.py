@@ -21,16 +21,21 @@ from babel.construct.partition import Partition
 from babel.core import paths
 from babel.core.artifacts import atomic_path, config_dict, read_json, sha256_file
 from babel.core.config import ProfileConfig
+from babel.data.checks import check_user_text
 from babel.data.chunking import TokenChunks, chunk_texts
-from babel.data.corpus import SPLIT_RULE, load_items
+from babel.data.corpus import SPLIT_RULE, load_items, user_file
 from babel.models.loading import model_name as _name
 from babel.profile.profiler import Profile, profile_chunks
 
 
-def _corpus_digest(lang: str, source: str) -> str:
-
+def _corpus_digest(lang: str, source: str, path: str | None = None) -> str:
+    """What the profile's text is: the hash of the language's file (built-in or the user's),
+    or the hub source's name; with the split rule. Edit one file: only that language is
+    profiled again."""
     if source == "builtin":
         return f"{sha256_file(paths.corpus_file(lang))[:16]}-{SPLIT_RULE}"
+    if source == "files" and path is not None:
+        return f"{sha256_file(user_file(lang, path))[:16]}-{SPLIT_RULE}"
     return f"{source}-{SPLIT_RULE}"
 
 
@@ -44,8 +49,14 @@ def language_chunks(tokenizer, lang: str, cfg: ProfileConfig) -> tuple[TokenChun
 
     ``cfg.max_items`` keeps the first N items of the split (the same ids in every language);
     ``cfg.max_tokens`` cuts the token stream (the ids then differ between languages).
+    A user's file (``source="files"``) is checked first (:func:`babel.data.checks.check_user_text`,
+    tokens counted with ``tokenizer``): an unusable file stops here, before any forward pass
+    and before anything is cached.
     """
-    items = load_items(lang, source=cfg.source, split=cfg.split, max_items=cfg.max_items)
+    if cfg.source == "files":
+        check_user_text(lang, cfg.path, tokenizer=tokenizer)
+    items = load_items(lang, source=cfg.source, split=cfg.split, max_items=cfg.max_items,
+                       path=cfg.path)
     chunks = chunk_texts([it.text for it in items], tokenizer, seq_len=cfg.seq_len,
                          max_tokens=cfg.max_tokens)
     return chunks, [it.id for it in items[:chunks.n_items]]
@@ -58,10 +69,10 @@ def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: st
 
     name = model_name or _name(model)
     path = profile_file_for(name, partition, cfg, lang)
-    meta = {"model": name, "lang": lang, "config": config_dict(cfg),
+    meta = {"model": name, "lang": lang, "config": cfg.as_dict(),
             "partition": config_dict(partition.config),
             "partition_weights_sha256": partition.weights_sha256,
-            "corpus": _corpus_digest(lang, cfg.source)}
+            "corpus": _corpus_digest(lang, cfg.source, cfg.path)}
     if path.exists() and not refresh:
         saved = read_json(path.with_suffix(".json"))
         if all(saved.get(k) == v for k, v in meta.items()):

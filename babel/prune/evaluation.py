@@ -166,13 +166,17 @@ def perplexity(model: nn.Module, chunks: TokenChunks, *, batch_size: int = 8,
 
 
 def evaluation_chunks(tokenizer, lang: str, *, seq_len: int = 128, max_tokens: int | None = None,
-                      max_items: int | None = None, source: str = "builtin") -> TokenChunks:
+                      max_items: int | None = None, source: str = "builtin",
+                      path: str | None = None) -> TokenChunks:
     """The held-out chunks of one language: its ``evaluation`` split only.
 
     ``max_items`` keeps the first N evaluation items (the same ids in every language);
     ``max_tokens`` cuts the token stream (fewer items where token fertility is high).
+    ``source`` is a source name or a folder of the user's files (``exp.profile.corpus``); with
+    ``source="files"``, ``path`` is that folder. A user's text has no split of its own: the
+    evaluation items are those :func:`babel.data.corpus.split_of` holds out by item id.
     """
-    items = load_items(lang, source=source, split="evaluation", max_items=max_items)
+    items = load_items(lang, source=source, split="evaluation", max_items=max_items, path=path)
     return chunk_texts([it.text for it in items], tokenizer, seq_len=seq_len,
                        max_tokens=max_tokens)
 
