@@ -263,6 +263,8 @@ class ExperimentConfig:
         """Languages and stacked ``[n_lang, L, E]`` frequencies.
 
         Content-parallel profiles (no token budget) must cover the same items in every
-        language, or this raises; under the token-budget ablation they may differ.
+        language, or this raises; under the token-budget ablation they may differ. A user's
+        folder of files is not assumed parallel (its item ids are line numbers): not checked.
         """
-        return frequency_tensor(dict(profiles), same_items=self.profile.content_parallel)
+        same = self.profile.content_parallel and self.profile.source != "files"
+        return frequency_tensor(dict(profiles), same_items=same)

@@ -38,7 +38,12 @@ from babel.core.artifacts import atomic_path
 from babel.data import sources as corpus_hub
 from babel.data.chunking import tokens_per_item
 from babel.data.items import Item, read_jsonl_items
-from babel.data.languages import available_languages, get_language, select_languages
+from babel.data.languages import (
+    available_languages,
+    get_language,
+    select_languages,
+    user_path,
+)
 from babel.data.serbian import cyrillic_to_latin
 
 SOURCES = ("builtin", "files", "flores_plus", "wikipedia")
@@ -156,7 +161,7 @@ def parse_corpus(value: str) -> tuple[str, str | None]:
     if value in SOURCES:
         return value, None
     if "/" in value or Path(value).expanduser().is_dir():
-        folder = Path(value).expanduser()
+        folder = user_path(value)
         if not folder.exists():
             raise FileNotFoundError(f"corpus={value!r}: no such folder; give a folder of "
                                     "<code>.txt / <code>.jsonl files")

@@ -127,12 +127,22 @@ def _read_table(path: Path, user: bool = False) -> tuple[Language, ...]:
     return tuple(languages)
 
 
+def user_path(value: str | Path) -> Path:
+    """A path the user gave: as is when it exists, else relative to the project root (notebooks
+    run in ``notebooks/``, so ``./my_texts`` typed at the root means ``<root>/my_texts``).
+    Absolute."""
+    path = Path(value).expanduser()
+    if not path.exists() and not path.is_absolute() and (paths.PROJ_ROOT / path).exists():
+        path = paths.PROJ_ROOT / path
+    return path.resolve()
+
+
 def user_languages_csv() -> Path | None:
     """The user's language table (``BABEL_LANGUAGES_CSV``), or None."""
     value = os.environ.get(USER_CSV_ENV, "").strip()
     if not value:
         return None
-    path = Path(value).expanduser()
+    path = user_path(value)
     if not path.is_file():
         raise FileNotFoundError(f"{USER_CSV_ENV}={value}: no such file; point it at a CSV with "
                                 "the columns of data/languages.csv (code and script at least)")

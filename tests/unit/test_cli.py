@@ -1,0 +1,120 @@
+"""The ``babel`` command line on a tiny model folder (save_pretrained) and the test user corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from babel import cli
+from babel.core import paths
+from babel.data import languages as languages_mod
+from babel.data.languages import USER_CSV_ENV
+
+CORPUS = Path(__file__).parents[1] / "data" / "user_corpus"
+LANGS = ["en", "ru", "qaa", "nl"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch):
+    monkeypatch.delenv(USER_CSV_ENV, raising=False)
+    monkeypatch.setattr(languages_mod, "_REGISTERED", {})
+
+
+def _byte_tokenizer():
+    """A Hugging Face tokenizer of bytes (256 ids + BOS/EOS/PAD), saved with the model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2}
+    vocab |= {ch: i + 3 for i, ch in enumerate(sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=259, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    _byte_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def _common(model_dir: Path, corpus: Path, out: Path) -> list[str]:
+    return ["--model", str(model_dir), "--corpus", str(corpus), "--experts", "8",
+            "--seq-len", "32", "--batch-size", "4", "--max-items", "0", "--out", str(out),
+            "--languages-csv", str(CORPUS / "languages.csv")]
+
+
+def test_profile_writes_the_table_and_heatmap(model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert cli.main(["profile", "--languages", "en,ru,qaa,nl",
+                     *_common(model_dir, CORPUS, out)]) == 0
+    printed = capsys.readouterr().out.split()
+    table = pd.read_parquet(printed[0])
+    assert sorted(table.language.unique()) == sorted(LANGS)
+    assert Path(printed[1]).suffix == ".png" and Path(printed[1]).stat().st_size > 0
+
+
+def test_families_writes_matrix_clustermap_and_statistics(model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert cli.main(["families", "--languages", "[en, ru, qaa, nl]", "--permutations", "20",
+                     *_common(model_dir, CORPUS, out)]) == 0
+    captured = capsys.readouterr()
+    csv, png, stats = captured.out.split()
+    sim = pd.read_csv(csv, index_col=0)
+    assert list(sim.index) == LANGS
+    assert Path(png).stat().st_size > 0
+    assert set(pd.read_csv(stats).labelling) == {"family", "branch", "script"}
+    assert "statistics leave out ['nl']" in captured.err  # in no table: no family
+
+
+def test_prune_writes_a_hugging_face_folder(model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "fr-pruned"
+    assert cli.main(["prune", "--language", "ru", "--keep", "0.5",
+                     *_common(model_dir, CORPUS, out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "babel_pruned.json"):
+        assert (out / name).is_file()
+    assert json.loads((out / "babel_pruned.json").read_text())["kept_share"] == pytest.approx(0.5)
+    from babel.models.surgery import ffn_sizes, load_pruned
+
+    assert ffn_sizes(load_pruned(out)) and sum(ffn_sizes(load_pruned(out))) == 3 * 64 // 2
+
+
+def test_unknown_option_suggests_the_closest(capsys) -> None:
+    assert cli.main(["profile", "--model", "x", "--langauges", "en"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "did you mean --languages?" in err
+
+
+@pytest.mark.parametrize("command", ["profile", "families", "prune"])
+def test_every_subcommand_has_help(command, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--help"])
+    assert info.value.code == 0 and "--corpus" in capsys.readouterr().out
+
+
+def test_bad_text_is_one_line_and_nothing_is_cached(model_dir, tmp_path, capsys) -> None:
+    corpus = tmp_path / "texts"
+    shutil.copytree(CORPUS, corpus)
+    (corpus / "en.txt").write_text("Hi.\n", encoding="utf-8")
+    assert cli.main(["profile", "--languages", "en,ru", *_common(model_dir, corpus,
+                                                               tmp_path / "o")]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the loading progress bar
+    assert last.startswith(f"error: {corpus / 'en.txt'}: only 3 tokens (at least 200 needed)")
+    assert not [p for p in paths.cache_dir().rglob("*") if p.is_file()]
