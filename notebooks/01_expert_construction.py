@@ -116,7 +116,7 @@ pd.Series(exact)
 
 # %%
 chunks = dx.scoring_chunks(tok, exp.languages, score_tokens=score_tokens,
-                           source=exp.profile.source)
+                           source=exp.profile.corpus)
 S = torch.cat([dx.expert_score_tensor(lm, part, c) for c in chunks.values()])  # [T, L, E]
 per_layer = dx.selection_per_layer(S, exp.rule)
 record("score_tokens_per_language", {k: c.n_tokens for k, c in chunks.items()})

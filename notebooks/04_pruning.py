@@ -114,7 +114,7 @@ part = exp.build_partition(lm, model_name=exp.model)
 profiles = exp.profiles(lm, tok, part, model_name=exp.model, progress=False)
 freqs = {lang: profiles[lang].frequency for lang in langs}
 chunks = {lang: evaluation_chunks(tok, lang, seq_len=s.eval_seq_len, max_tokens=s.eval_max_tokens,
-                                  max_items=s.eval_max_items, source=exp.profile.source)
+                                  max_items=s.eval_max_items, source=exp.profile.corpus)
           for lang in langs}
 ev = Evaluator(lm, chunks, batch_size=8, bos_id=tok.bos_token_id)
 record("profiled_tokens", {lang: profiles[lang].tokens for lang in langs})
@@ -251,7 +251,7 @@ for name in s.speed_models:
     keeps = {k: neuron_keep_mask(keep_mask(freqs[lang0], k), part) if m is lm
              else px.layer_share_keep(m, k) for k in s.speed_shares}
     batch = px.speed_batch(m_tok, lang0, batch=s.speed_batch, seq_len=s.speed_seq_len,
-                           source=exp.profile.source)
+                           source=exp.profile.corpus)
     rows += px.speed_rows(name, m, batch, keeps, repeats=s.speed_repeats,
                           max_repeats=s.speed_max_repeats, seq_len=s.speed_seq_len)
 speed = px.speed_table(rows)
