@@ -36,6 +36,11 @@ import yaml
 from babel.core import paths
 
 RECORD_MIME = "application/vnd.babel.record+json"
+#: Set in the kernel's environment by :func:`run_notebook`: no frontend is attached.
+HEADLESS_ENV = "BABEL_HEADLESS"
+#: A cell that runs longer than this is an error, not a hang (the slowest default cell takes
+#: about 10 minutes on 2 cores).
+CELL_TIMEOUT_S = 3600
 KERNEL = "python3"
 
 
@@ -100,9 +105,19 @@ def run_notebook(name: str, *, params: str = "default", overrides: dict[str, Any
     out = output or paths.executed_notebook(name, params)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pm.execute_notebook(str(src), str(out), parameters=values, kernel_name=KERNEL,
-                        cwd=str(paths.NOTEBOOKS_DIR), log_output=log_output,
-                        progress_bar=False)
+    # no frontend will talk to widgets: the kernel (it inherits this environment) draws the
+    # static views instead; the variable is set for the kernel's start only
+    previous = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        pm.execute_notebook(str(src), str(out), parameters=values, kernel_name=KERNEL,
+                            cwd=str(paths.NOTEBOOKS_DIR), log_output=log_output,
+                            progress_bar=False, execution_timeout=CELL_TIMEOUT_S)
+    finally:
+        if previous is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = previous
     print(f"{name}: {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
     return out
 

@@ -8,6 +8,7 @@ layers 5–12 is ticked 5 and 12.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from babel.core.notebook import HEADLESS_ENV
 from babel.profile.classes import ExpertClasses
 
 #: Expert orders offered by the explorer.
@@ -165,8 +167,15 @@ def explorer(langs: Sequence[str], freq: np.ndarray, *, initial: int = 4) -> Any
         initial: Languages selected at first.
 
     Returns:
-        The widget (a ``VBox``); its ``redraw()`` method redraws by hand.
+        The widget (a ``VBox``); its ``redraw()`` method redraws by hand. Run headless
+        (``BABEL_HEADLESS`` set, as :func:`babel.core.notebook.run_notebook` does) no frontend
+        will answer the widgets, so the first view is drawn as a plain figure (shown, not
+        returned: None).
     """
+    if os.environ.get(HEADLESS_ENV):
+        explorer_view(langs, freq, chosen=list(langs[:initial]), layers=(0, freq.shape[1] - 1))
+        plt.show()
+        return None
     import ipywidgets as widgets
 
     n_layers = freq.shape[1]

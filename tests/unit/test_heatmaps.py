@@ -95,3 +95,16 @@ def test_classes_figure_stacks_specific_experts_by_language():
     assert left.get_lines()[0].get_ydata().tolist() == [4, 4, 4]  # all co-activated
     assert c.specific.sum(2).tolist() == [[0, 1, 0], [0, 0, 0]]  # en's one, at layer 1
     assert [t.get_text() for t in right.get_legend().get_texts()] == ["en", "fr"]
+
+
+def test_headless_explorer_draws_the_first_view_without_widgets(monkeypatch):
+    from babel.core.notebook import HEADLESS_ENV
+
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    calls = []
+    real = heatmaps.explorer_view
+    monkeypatch.setattr(heatmaps, "explorer_view",
+                        lambda *a, **k: calls.append(k) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    assert heatmaps.explorer(["en", "fr", "de"], rng.random((3, 4, 8)), initial=2) is None
+    assert calls == [{"chosen": ["en", "fr"], "layers": (0, 3)}]  # drawn once, no widget
