@@ -15,6 +15,7 @@ from typing import Any
 from babel.core import paths
 from babel.core.artifacts import atomic_path
 from babel.core.notebook import read_records
+from babel.families.conclusion import ordinal
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 NOTEBOOKS = ("01_expert_construction", "02_activation_profiling", "03_language_families",
@@ -23,6 +24,12 @@ NOTEBOOKS = ("01_expert_construction", "02_activation_profiling", "03_language_f
 
 def _pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{100 * x:+.{digits}f}%"
+
+
+def _ci(row: Mapping[str, Any], key: str) -> str:
+    """`` (95% CI ×a–×b)`` when the row has ``key_low`` / ``key_high``."""
+    lo, hi = row.get(f"{key}_low"), row.get(f"{key}_high")
+    return "" if lo is None or hi is None else f" (CI ×{lo:.2f}–×{hi:.2f})"
 
 
 def _first_sentence(text: str) -> str:
@@ -71,7 +78,7 @@ def families(rec: Mapping[str, Any]) -> str:
         ctrl = {c["pair"]: c["percentile"] for c in rec.get(f"{model}/controls") or []}
         bits = [f"ARI {lab} {ag[f'ari_{lab}']:.2f}" for lab in ("branch", "family", "script")
                 if ag.get(f"ari_{lab}") is not None]
-        bits += [f"{pair} at the {pct:.0f}th percentile of pair similarity"
+        bits += [f"{pair} at the {ordinal(pct)} percentile of pair similarity"
                  for pair, pct in ctrl.items() if pair in ("sr-Cyrl–sr-Latn", "hi–ur")]
         if bits:
             text += f" {model}: " + "; ".join(bits) + "."
@@ -101,10 +108,11 @@ def pruning(rec: Mapping[str, Any]) -> str:
                  f"{_pct(causal['rise_others_random_mean'])}).")
     speed = rec.get("speed") or []
     if speed:
-        text += " Measured speedups (theory in brackets): " + "; ".join(
-            f"{s['model']} k={s['k']:g} body ×{s['measured_body']:.2f} "
-            f"[×{s['theoretical_body']:.2f}], end to end ×{s['measured_end_to_end']:.2f} "
-            f"[×{s['theoretical_end_to_end']:.2f}]" for s in speed) + "."
+        text += " Measured speedups, 95% CI over timing rounds (FLOP theory in brackets): " + "; ".join(
+            f"{s['model']} k={s['k']:g} body ×{s['measured_body']:.2f}{_ci(s, 'measured_body')} "
+            f"[×{s['theoretical_body']:.2f}], end to end ×{s['measured_end_to_end']:.2f}"
+            f"{_ci(s, 'measured_end_to_end')} [×{s['theoretical_end_to_end']:.2f}]"
+            for s in speed) + "."
     return text
 
 
