@@ -1,8 +1,9 @@
 """Print the mutation score of a `mutmut run` (``make mutation``) and list the survivors.
 
 mutmut 3 writes ``mutants/<source>.meta`` (JSON) with the exit code of the unit tier against
-each mutant: 0 = the tests passed (the mutant survived), 1 = a test failed (killed); other
-codes (timeouts, segfaults) count as killed; a missing code means the mutant was not run.
+each mutant, read through mutmut's own table (``mutmut.stats.status_by_exit_code``): killed,
+timeout and segfault count as detected; survived and "no tests" count as not detected;
+mutants not run yet (None), skipped or caught by the type check are left out.
 Usage: ``python tests/mutation_report.py [mutants]``.
 """
 
@@ -12,6 +13,11 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+DETECTED = {"killed", "timeout", "segfault"}
+MISSED = {"survived", "no tests", "suspicious"}
 
 
 def main(folder: str = "mutants") -> int:
@@ -26,13 +32,14 @@ def main(folder: str = "mutants") -> int:
         codes = json.loads(f.read_text()).get("exit_code_by_key", {})
         module = str(f.relative_to(folder)).removesuffix(".meta")
         for key, code in codes.items():
-            if code is None:
+            status = status_by_exit_code[code]
+            if status not in DETECTED | MISSED:
                 continue
             per_module[module] += 1
-            if code == 0:
-                survivors.append(key)
-            else:
+            if status in DETECTED:
                 killed_per_module[module] += 1
+            else:
+                survivors.append(f"{key} ({status})")
     total, killed = sum(per_module.values()), sum(killed_per_module.values())
     for module in sorted(per_module):
         n, k = per_module[module], killed_per_module[module]
