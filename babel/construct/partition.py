@@ -292,3 +292,15 @@ def cohesion(model: nn.Module, partition: Partition, *, projection: Projection =
         off = (sim.sum((1, 2)) - sim.diagonal(dim1=1, dim2=2).sum(-1)) / (s * (s - 1))
         out.append(float(off.mean()))
     return np.asarray(out)
+
+
+def expand_to_neurons(flags: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Expert flags ``[..., L, E]`` to neuron flags ``[..., L, N]`` through ``labels [L, N]``.
+
+    The one expert→neuron expansion of the numpy side (keep-masks, language-specific sets);
+    leading axes (e.g. languages) are kept.
+    """
+    flags = np.asarray(flags)
+    lab = np.asarray(labels, dtype=np.int64)
+    return np.take_along_axis(flags, np.broadcast_to(lab, (*flags.shape[:-2], *lab.shape)),
+                              axis=-1)

@@ -27,6 +27,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from babel.construct.partition import expand_to_neurons
+
 
 @dataclasses.dataclass(frozen=True)
 class LapeResult:
@@ -105,9 +107,7 @@ def expert_neurons(specific: np.ndarray, labels: np.ndarray) -> np.ndarray:
         specific: e.g. ``classify_experts(...).specific``.
         labels: ``Partition.labels`` ``[L, N]`` (expert id of each neuron).
     """
-    lab = np.broadcast_to(np.asarray(labels, dtype=np.int64)[None],
-                          (specific.shape[0], *np.shape(labels)))
-    return np.take_along_axis(np.asarray(specific, dtype=bool), lab, axis=2)
+    return expand_to_neurons(np.asarray(specific, dtype=bool), labels)
 
 
 def overlap_table(lape_specific: np.ndarray, expert_specific: np.ndarray,

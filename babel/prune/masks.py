@@ -39,7 +39,7 @@ from typing import Literal
 
 import numpy as np
 
-from babel.construct.partition import Partition
+from babel.construct.partition import Partition, expand_to_neurons
 
 Allocation = Literal["global", "adaptive"]
 Combine = Literal["sum", "union"]
@@ -243,5 +243,5 @@ def neuron_keep_mask(expert_keep: np.ndarray, partition: Partition) -> np.ndarra
         raise ValueError(f"expert mask {k.shape} does not match the partition "
                          f"({partition.n_layers}, {partition.n_experts}): build it from this "
                          f"partition's profiles")
-    return np.take_along_axis(k, partition.labels.astype(np.int64), axis=1)
+    return expand_to_neurons(k, partition.labels)
 
