@@ -8,6 +8,7 @@ PARAMS ?= default
 NB ?=
 PYTEST_ARGS ?=
 CORPUS ?=
+LANGUAGES_CSV ?=
 STAMP := $(VENV)/.installed
 # torch's OpenMP threads spin while waiting; on a shared 2-core machine that made forward
 # passes 5-8x slower under load. Passive waiting costs nothing measurable when idle.
@@ -52,10 +53,10 @@ test: $(STAMP) $(LAB_STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
-## reproduce: install when needed, then run every notebook headlessly (PARAMS=default|smoke|full; CORPUS=DIR: your own text)
+## reproduce: install when needed, then run every notebook headlessly (PARAMS=default|smoke|full; CORPUS=DIR: your own text; LANGUAGES_CSV=FILE: your language table)
 reproduce: $(STAMP)
-	$(PY) -m babel reproduce --params $(PARAMS) $(if $(CORPUS),-r corpus $(CORPUS))
-	@if [ "$(PARAMS)" = default ] && [ -z "$(CORPUS)" ]; then $(PY) -m babel results; fi
+	$(PY) -m babel reproduce --params $(PARAMS) $(if $(CORPUS),-r corpus_path $(CORPUS)) $(if $(LANGUAGES_CSV),-r languages_csv $(LANGUAGES_CSV))
+	@if [ "$(PARAMS)" = default ] && [ -z "$(CORPUS)$(LANGUAGES_CSV)" ]; then $(PY) -m babel results; fi
 
 ## results: README.md's results section from the default run's recorded values
 results: $(STAMP)

@@ -96,6 +96,7 @@ def _add_experiment_arguments(p: argparse.ArgumentParser, *, languages: bool = T
 def _experiment(args: argparse.Namespace, languages: Any) -> ExperimentConfig:
     return ExperimentConfig.from_params(
         model=args.model, languages=languages, corpus=args.corpus, n_experts=args.experts,
+        languages_csv=str(args.languages_csv) if args.languages_csv else None,
         share=args.share, max_items=args.max_items or None, seq_len=args.seq_len,
         batch_size=args.batch_size)
 

@@ -19,6 +19,7 @@ first languages; say so in one line.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,7 +40,12 @@ from babel.core.config import (
 from babel.core.params import ParameterError, check_choice, check_number, check_str
 from babel.data.checks import check_user_corpus
 from babel.data.corpus import corpus_languages, parse_corpus
-from babel.data.languages import check_languages
+from babel.data.languages import (
+    USER_CSV_ENV,
+    check_languages,
+    read_user_languages,
+    user_path,
+)
 from babel.models.loading import load_model
 from babel.profile.cache import frequency_tensor, profile_languages
 from babel.profile.classes import ExpertClasses, classify
@@ -50,6 +56,8 @@ COMMON_PARAMETERS: dict[str, Any] = {
     "model": "gemma-3-270m",
     "languages": "all",
     "corpus": "builtin",
+    "corpus_path": None,
+    "languages_csv": None,
     "n_experts": 256,
     "method": "kmeans",
     "projection": "gate",
@@ -74,23 +82,58 @@ def _as_list(value: Any) -> Any:
     return value
 
 
-def _corpus(value: Any) -> tuple[str, str | None, list[str] | None]:
-    """``(source, folder, codes of the folder)`` of the ``corpus`` parameter: a source name
-    (``builtin``, ``files``, ``flores_plus``, ``wikipedia``) or a folder of the user's
-    ``<code>.txt`` / ``<code>.jsonl`` files (a value with ``/`` or naming a folder)."""
+def _corpus(value: Any, folder: Any = None) -> tuple[str, str | None, list[str] | None]:
+    """``(source, folder, codes of the folder)`` of the ``corpus`` and ``corpus_path`` parameters.
+
+    ``corpus`` is a source name (``builtin``, ``files``, ``flores_plus``, ``wikipedia``) or,
+    as a shorthand, the folder itself (a value with ``/`` or naming a folder). ``corpus_path``
+    is the folder of the user's ``<code>.txt`` / ``<code>.jsonl`` files; giving it means
+    ``corpus="files"`` (with the default ``corpus="builtin"`` too, so ``-p corpus_path DIR``
+    alone is enough).
+    """
     check_str("corpus", value)
+    if folder is not None:
+        check_str("corpus_path", folder)
+        if value not in ("files", "builtin"):
+            raise ParameterError(f"corpus={value!r} with corpus_path={folder!r}: a folder is "
+                                 "read as corpus='files'; drop one of the two")
+        if not user_path(folder).is_dir():
+            raise ParameterError(f"corpus_path={folder!r}: no such folder; give a folder of "
+                                 "<code>.txt / <code>.jsonl files")
+        value = str(user_path(folder))
     try:
         source, path = parse_corpus(value)
     except (ValueError, FileNotFoundError) as err:
         raise ParameterError(str(err)) from None
     if source == "files" and path is None:
-        raise ParameterError("corpus='files' needs the folder: pass it as the corpus itself, "
-                             "e.g. -p corpus ./my_texts (a folder of <code>.txt/.jsonl files)")
+        raise ParameterError("corpus='files' needs the folder: add -p corpus_path DIR (a folder "
+                             "of <code>.txt / <code>.jsonl files)")
     codes = corpus_languages(path) if path is not None else None
     if codes is not None and not codes:
-        raise ParameterError(f"corpus={value!r} holds no <code>.txt or <code>.jsonl file; name "
-                             "each language's file by its code, e.g. fr.txt")
+        raise ParameterError(f"corpus folder {path} holds no <code>.txt or <code>.jsonl file; "
+                             "name each language's file by its code, e.g. fr.txt")
     return source, path, codes
+
+
+def _languages_csv(value: Any) -> str | None:
+    """The user's language table (``languages_csv``), checked and made this process's table.
+
+    The table is process-wide (:data:`babel.data.languages.USER_CSV_ENV`), so every later
+    stage of the notebook (family labels, scripts, the checks of the text) sees the same rows.
+    """
+    if value is None:
+        return None
+    check_str("languages_csv", value)
+    path = user_path(value)
+    if not path.is_file():
+        raise ParameterError(f"languages_csv={value!r}: no such file; give a CSV with the "
+                             "columns of data/languages.csv (code and script at least)")
+    try:
+        read_user_languages(path)
+    except (ValueError, KeyError) as err:
+        raise ParameterError(f"languages_csv={value!r}: {err}") from None
+    os.environ[USER_CSV_ENV] = str(path)
+    return str(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +146,7 @@ class ExperimentConfig:
         partition: How experts are built.
         profile: The selection rule, corpus source and split, chunking and token budget.
         classes: The one definition of co-activated / specific / rare experts.
+        languages_csv: The user's language table merged over ``data/languages.csv``, or None.
     """
 
     model: str = "gemma-3-270m"
@@ -110,6 +154,7 @@ class ExperimentConfig:
     partition: PartitionConfig = dataclasses.field(default_factory=PartitionConfig)
     profile: ProfileConfig = dataclasses.field(default_factory=ProfileConfig)
     classes: ExpertClassSpec = dataclasses.field(default_factory=ExpertClassSpec)
+    languages_csv: str | None = None
 
     def __post_init__(self) -> None:
         check_str("model", self.model)
@@ -134,7 +179,8 @@ class ExperimentConfig:
             method=check_choice("method", p["method"], METHODS),
             projection=check_choice("projection", p["projection"], PROJECTIONS),
             seed=check_number("seed", p["seed"], kind=int, low=0))
-        source, path, corpus_codes = _corpus(p["corpus"])
+        languages_csv = _languages_csv(p["languages_csv"])
+        source, path, corpus_codes = _corpus(p["corpus"], p["corpus_path"])
         profile = ProfileConfig(
             rule=rule,
             source=source,
@@ -156,7 +202,8 @@ class ExperimentConfig:
         if path is not None:  # the user's text, checked before any model work
             check_user_corpus(languages, path)
         return cls(model=check_str("model", p["model"]), languages=languages,
-                   partition=partition, profile=profile, classes=classes)
+                   partition=partition, profile=profile, classes=classes,
+                   languages_csv=languages_csv)
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any]) -> ExperimentConfig:

@@ -27,6 +27,8 @@
 model = "gemma-3-270m"
 languages = "all"
 corpus = "builtin"
+corpus_path = None  # a folder of <code>.txt / <code>.jsonl files: your own text
+languages_csv = None  # your language table, merged over data/languages.csv
 n_experts = 256
 method = "kmeans"
 projection = "gate"

@@ -40,6 +40,8 @@
 model = "gemma-3-270m"
 languages = "all"
 corpus = "builtin"
+corpus_path = None  # a folder of <code>.txt / <code>.jsonl files: your own text
+languages_csv = None  # your language table, merged over data/languages.csv
 n_experts = 256
 method = "kmeans"
 projection = "gate"
@@ -85,11 +87,12 @@ loaded, runs = {}, []
 for name in opt.models(exp.model):
     lm, tok = loaded[name] = exp.load_model(name)
     part = exp.build_partition(lm, model_name=name)
-    profiles = exp.profiles(lm, tok, part, model_name=name, progress=False)
+    profiles = fa.with_genealogy(exp.profiles(lm, tok, part, model_name=name, progress=False))
     runs.append(fa.FamilyRun(name, part, profiles, exp.classify(exp.frequencies(profiles)[1])))
-tested = runs if len(exp.languages) >= fa.MIN_LANGUAGES else []
+tested = runs if len(runs[0].langs) >= fa.MIN_LANGUAGES else []
 if not tested:
-    print(f"only {len(exp.languages)} languages: the tests need >= 3, so they are skipped")
+    print(f"only {len(runs[0].langs)} languages with a family: the tests need >= 3, so they "
+          "are skipped")
 stat = {"n_permutations": opt.n_permutations, "seed": exp.partition.seed}
 fa.language_table(runs)
 
@@ -219,7 +222,8 @@ overlap.round(3)
 # test can reach on these languages (few same-script pairs allow few label arrangements).
 
 # %%
-rob_langs = exp.subset(opt.robustness_languages, name="robustness_languages", fallback=3)
+rob_langs = [lg for lg in exp.subset(opt.robustness_languages, name="robustness_languages",
+                                     fallback=3) if lg in runs[0].langs]
 settings = robustness_settings(exp.partition, exp.rule, experts=opt.robustness_experts,
                                shares=opt.robustness_shares)
 robustness, rec = fa.robustness_section(
@@ -240,7 +244,8 @@ robustness.round(4)
 
 # %%
 other = exp.other_budget(ablation_max_tokens)
-p_other = other.profiles(*loaded[exp.model], runs[0].partition, progress=False)
+p_other = other.profiles(*loaded[exp.model], runs[0].partition, languages=runs[0].langs,
+                         progress=False)
 budgets = {exp.budget: runs[0], other.budget: fa.FamilyRun(
     exp.model, runs[0].partition, p_other, other.classify(other.frequencies(p_other)[1]))}
 budget_table, rec = budget_comparison(budgets if tested else {}, **stat)
@@ -278,7 +283,7 @@ side.round(4)
 # neither. The conclusion opens with the experiment model's one-sentence answer.
 
 # %%
-confounded = confounded_labellings(exp.languages)
+confounded = confounded_labellings(runs[0].langs)
 answers = [answer(agreement, mantel_all, controls, model=r.name, confounded=confounded)
            for r in tested]
 conclusion = conclusion_text(answers, agreement=agreement, mantel=mantel_all,

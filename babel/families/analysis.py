@@ -22,6 +22,7 @@ from babel.construct.partition import Partition
 from babel.core.artifacts import jsonable
 from babel.core.config import ProfileConfig
 from babel.core.params import ParameterError, check_number, check_str
+from babel.data.languages import get_language
 from babel.families.bootstrap import BootstrapResult, bootstrap_profiles
 from babel.families.distances import (
     LinguisticDistances,
@@ -141,6 +142,21 @@ class FamilyRun:
     @property
     def n_layers(self) -> int:
         return int(self.freq.shape[1])
+
+
+def with_genealogy(profiles: Mapping[str, Profile]) -> dict[str, Profile]:
+    """The profiles of the languages that have a family and branch in the language table.
+
+    A language of the user's text that is in no table (or a row without family) has no
+    genealogy: every statistic of this notebook compares families, so it is left out, with a
+    one-line note that says how to add it (a ``languages_csv`` row with family and branch).
+    """
+    kept = {lg: p for lg, p in profiles.items() if get_language(lg).has_genealogy}
+    left = [lg for lg in profiles if lg not in kept]
+    if left:
+        print(f"note: the family statistics leave out {left}: no family/branch in the language "
+              "table (add a row with them through languages_csv)")
+    return kept
 
 
 def language_table(runs: Sequence[FamilyRun]) -> pd.DataFrame:

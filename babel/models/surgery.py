@@ -1,14 +1,27 @@
 """Weight surgery: permuting FFN neurons, structurally slicing them out, saving pruned models.
 
 Nothing here knows about experts or languages: every function takes neuron orders or neuron
-keep-masks ``[L, N]``. A pruned model is saved as a standard Hugging Face folder (config with
-per-layer intermediate sizes, safetensors) plus the keep-mask that made it.
+keep-masks ``[L, N]``.
+
+A pruned model is saved as a **standard Hugging Face folder**: ``config.json`` and
+``model.safetensors`` that plain ``AutoModelForCausalLM.from_pretrained(folder)`` loads, in any
+tool. Hugging Face configs have one intermediate size for all layers, while a pruned model's
+layers keep different numbers of neurons; so every layer is written at the largest kept size,
+the smaller ones padded with zero neurons (zero gate/up rows and biases, zero down columns).
+A zero neuron adds exactly nothing (``act(0)·0 = 0`` for GeGLU/SwiGLU; ``act(0)`` times a zero
+down column for plain FFNs), so the standard folder computes the same logits as the pruned
+model. Beside it, ``keep.npz`` (the keep-mask) and ``babel_pruned.json`` (the per-layer
+sizes): :func:`load_pruned` reads the folder the standard way and slices the padding off, for
+the real speed-up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +32,7 @@ from babel.core.artifacts import read_json, write_json, write_npz
 from babel.models.ffn import FFNLayer, ffn_layers
 from babel.models.loading import model_name
 
-WEIGHTS_FILE = "model.safetensors"
 MASK_FILE = "keep.npz"
-CONFIG_FILE = "config.json"
 META_FILE = "babel_pruned.json"
 
 
@@ -70,6 +81,78 @@ def _slice_in(m: nn.Module, idx: Tensor) -> nn.Module:
     if bias is not None:
         new.bias = nn.Parameter(bias.detach().clone())
     return new
+
+
+def _pad_out(m: nn.Module, size: int) -> nn.Module:
+    """A copy of an input projection with zero output features appended up to ``size``."""
+    w = m.weight.detach()
+    bias = getattr(m, "bias", None)
+    extra = size - (w.shape[0] if isinstance(m, nn.Linear) else w.shape[1])
+    if isinstance(m, nn.Linear):
+        new = nn.Linear(m.in_features, size, bias=bias is not None, device="meta", dtype=w.dtype)
+        new.weight = nn.Parameter(torch.cat([w, w.new_zeros(extra, w.shape[1])], 0))
+    elif type(m).__name__ == "Conv1D":
+        new = type(m)(size, m.nx).to(device=w.device, dtype=w.dtype)
+        new.weight = nn.Parameter(torch.cat([w, w.new_zeros(w.shape[0], extra)], 1))
+    else:
+        raise TypeError(f"cannot pad a {type(m).__name__}: nn.Linear and GPT-2 Conv1D only")
+    if bias is not None:
+        new.bias = nn.Parameter(torch.cat([bias.detach(), bias.new_zeros(extra)]))
+    return new
+
+
+def _pad_in(m: nn.Module, size: int) -> nn.Module:
+    """A copy of the output projection with zero input features appended up to ``size``."""
+    w = m.weight.detach()
+    bias = getattr(m, "bias", None)
+    if isinstance(m, nn.Linear):
+        new = nn.Linear(size, m.out_features, bias=bias is not None, device="meta",
+                        dtype=w.dtype)
+        new.weight = nn.Parameter(torch.cat([w, w.new_zeros(w.shape[0], size - w.shape[1])], 1))
+    elif type(m).__name__ == "Conv1D":
+        new = type(m)(m.nf, size).to(device=w.device, dtype=w.dtype)
+        new.weight = nn.Parameter(torch.cat([w, w.new_zeros(size - w.shape[0], w.shape[1])], 0))
+    else:
+        raise TypeError(f"cannot pad a {type(m).__name__}: nn.Linear and GPT-2 Conv1D only")
+    if bias is not None:
+        new.bias = nn.Parameter(bias.detach().clone())
+    return new
+
+
+#: Config attributes that hold the FFN's intermediate size (Llama/Gemma/Qwen, GPT-2, OPT).
+SIZE_KEYS = ("intermediate_size", "n_inner", "ffn_dim")
+
+
+@contextlib.contextmanager
+def padded_ffn(model: nn.Module, size: int) -> Iterator[nn.Module]:
+    """``model`` with every FFN padded with zero neurons to ``size`` (config too), restored on
+    exit: what a standard Hugging Face folder of a pruned model holds."""
+    views = ffn_layers(model)
+    if size < max(v.n_neurons for v in views):
+        raise ValueError(f"cannot pad to {size} neurons: a layer has "
+                         f"{max(v.n_neurons for v in views)}")
+    parents = _parents(model)
+    swaps: list[tuple[nn.Module, str, nn.Module]] = []
+    for v in views:
+        pairs = [(v.up, _pad_out(v.up, size)), (v.down, _pad_in(v.down, size))]
+        if v.gate is not None:
+            pairs.append((v.gate, _pad_out(v.gate, size)))
+        for old, new in pairs:
+            parent, name = parents[id(old)]
+            swaps.append((parent, name, old))
+            setattr(parent, name, new)
+    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
+    keys = [k for k in SIZE_KEYS if getattr(cfg, k, None) is not None]
+    old_sizes = {k: getattr(cfg, k) for k in keys}
+    for k in keys:
+        setattr(cfg, k, size)
+    try:
+        yield model
+    finally:
+        for parent, name, old in reversed(swaps):
+            setattr(parent, name, old)
+        for k, value in old_sizes.items():
+            setattr(cfg, k, value)
 
 
 def as_neuron_masks(keep_neurons, views: list[FFNLayer]) -> list[Tensor]:
@@ -140,36 +223,44 @@ def ffn_sizes(model: nn.Module) -> list[int]:
 
 def save_pruned(model: nn.Module, folder: Path, *, keep_neurons=None,
                 meta: dict | None = None) -> Path:
-    """Save a pruned model: safetensors weights, keep-mask, the dense config, babel metadata.
+    """Save a pruned model as a standard Hugging Face folder, with its keep-mask and metadata.
+
+    ``config.json`` + ``model.safetensors`` (``save_pretrained``): every FFN layer at the
+    largest kept size, smaller layers padded with zero neurons (module docstring), so plain
+    ``AutoModelForCausalLM.from_pretrained(folder)`` loads it and computes the pruned model's
+    logits. A config without an intermediate-size key (e.g. BLOOM's fixed ``4·hidden``) is
+    written at the dense size. ``keep.npz`` and ``babel_pruned.json`` (per-layer sizes) let
+    :func:`load_pruned` slice the padding off again.
 
     Written into a temporary sibling folder, then renamed onto ``folder`` (atomic: a crash
     leaves the old folder or nothing). ``keep_neurons`` defaults to the mask
     :func:`prune_model` attached to the model.
     """
-    from safetensors.torch import save_model
-
     keep = keep_neurons if keep_neurons is not None else getattr(model, "babel_keep_neurons",
                                                                    None)
     if keep is None:
         raise ValueError("no keep mask: pass keep_neurons= or save a model from prune_model")
     keep = np.stack([np.asarray(k, dtype=bool) for k in keep])
-    if [int(k.sum()) for k in keep] != ffn_sizes(model):
+    sizes = ffn_sizes(model)
+    if [int(k.sum()) for k in keep] != sizes:
         raise ValueError("keep mask does not match the model's FFN sizes: pass the mask the "
                          "model was pruned with")
+    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
+    has_key = any(getattr(cfg, k, None) is not None for k in SIZE_KEYS)
+    size = max(sizes) if has_key else int(keep.shape[1])
     folder = Path(folder)
-    tmp = folder.parent / f".{folder.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
-        save_model(model, str(tmp / WEIGHTS_FILE))
+        with padded_ffn(model, size) as padded:
+            padded.save_pretrained(str(tmp), safe_serialization=True)
         write_npz(tmp / MASK_FILE, keep=keep)
-        model.config.to_json_file(str(tmp / CONFIG_FILE))
-
         write_json(tmp / META_FILE, {"base_model": model_name(model), "dtype": str(
-            next(model.parameters()).dtype), "ffn_sizes": ffn_sizes(model),
+            next(model.parameters()).dtype), "ffn_sizes": sizes, "padded_size": size,
             "kept_share": float(keep.mean()), **(meta or {})})
         old = folder.parent / f".{folder.name}.old"
+        if old.exists():
+            shutil.rmtree(old)
         if folder.exists():
             folder.rename(old)
         tmp.rename(folder)
@@ -182,27 +273,25 @@ def save_pruned(model: nn.Module, folder: Path, *, keep_neurons=None,
 
 
 def load_pruned(folder: Path) -> nn.Module:
-    """Load a model written by :func:`save_pruned` (dense skeleton from config, sliced, loaded)."""
-    from safetensors.torch import load_model
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """Load a folder of :func:`save_pruned`: the standard way, then the zero padding sliced off
+    (each layer back to its kept size: the real, smaller model)."""
+    from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
     if not (folder / META_FILE).exists():
-        raise FileNotFoundError(f"{folder} holds no pruned model: write one with save_pruned")
+        raise FileNotFoundError(f"{folder} holds no pruned model ({META_FILE} missing): write "
+                                "one with save_pruned or `babel prune`")
     meta = read_json(folder / META_FILE)
-    cfg = AutoConfig.from_pretrained(str(folder))
-    with np.load(folder / MASK_FILE) as z:
+    if "padded_size" not in meta:
+        raise ValueError(f"{folder} was written by an older babel (no padded_size in "
+                         f"{META_FILE}): prune and save it again")
+    with np.load(folder / MASK_FILE, allow_pickle=False) as z:
         keep = z["keep"]
     dtype = getattr(torch, meta.get("dtype", "torch.float32").replace("torch.", ""))
-    try:
-        from transformers.initialization import no_init_weights
-    except ImportError:  # older transformers
-        from transformers.modeling_utils import no_init_weights
-    with no_init_weights():
-        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-    model.tie_weights()  # tied heads must share before loading (the file stores them once)
-    slice_ffn_(model, keep)
-    load_model(model, str(folder / WEIGHTS_FILE), strict=True)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    sizes = np.asarray(meta["ffn_sizes"])
+    padded = np.arange(int(meta["padded_size"]))[None, :] < sizes[:, None]
+    slice_ffn_(model, padded)
     model.babel_name = meta.get("base_model", "model")
     model.babel_keep_neurons = keep
     return model.eval()

@@ -289,3 +289,27 @@ def test_flops(tiny_llama):
     assert sp["ffn"] > sp["body"] > sp["end_to_end"] > 1
     ctx = flops_per_token(tiny_llama, seq_len=9)
     assert ctx.attention - dense.attention == 3 * 4 * 32 * 5
+
+
+def test_saved_folder_is_a_standard_hugging_face_folder(tiny_model, tmp_path):
+    """Plain ``from_pretrained`` loads the folder (zero-padded to the largest kept layer) and
+    computes the pruned model's logits; the padding is real zeros, and the sizes say so."""
+    from transformers import AutoModelForCausalLM
+
+    keep = _neuron_mask(tiny_model, 0.5, seed=4)
+    pruned = prune_model(tiny_model, keep)
+    sizes = ffn_sizes(pruned)
+    assert len(set(sizes)) > 1  # layers differ: padding is exercised
+    folder = save_pruned(pruned, tmp_path / "std")
+    standard = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+    assert ffn_sizes(standard) == [max(sizes)] * len(sizes)
+    for v, n in zip(ffn_layers(standard), sizes, strict=True):
+        down = v.down.weight if isinstance(v.down, torch.nn.Linear) else v.down.weight.T
+        assert torch.count_nonzero(down[:, n:]) == 0
+        assert torch.count_nonzero(down[:, :n]) > 0
+    ids = _ids(5)
+    with torch.no_grad():
+        ref = pruned(input_ids=ids).logits
+        torch.testing.assert_close(standard(input_ids=ids).logits, ref, rtol=0, atol=1e-5)
+    assert ffn_sizes(pruned) == sizes  # saving restored the model's own modules
+    assert not list(tmp_path.glob(".std*"))
