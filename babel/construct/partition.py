@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from babel.core import paths
-from babel.core.artifacts import config_dict, read_json, write_json, write_npz
+from babel.core.artifacts import config_dict
+from babel.core.cache import CacheError, CacheStale, load_arrays, load_or_build, save_arrays
 from babel.core.config import PartitionConfig, Projection
 from babel.models.ffn import FFNLayer, body, ffn_layers
 from babel.models.hooks import trace_pre_activations
@@ -102,29 +103,68 @@ class Partition:
         return m
 
     def save(self, folder: Path) -> None:
-        """Write ``partition.npz`` and ``config.json`` (settings + weights hash) atomically."""
+        """Write ``partition.npz``, then ``config.json`` (settings, weights hash, its sha256)."""
         folder.mkdir(parents=True, exist_ok=True)
-        write_npz(folder / "partition.npz", labels=self.labels.astype(np.int32))
-        write_json(folder / "config.json", {
+        save_arrays(folder / DATA_FILE, folder / META_FILE, {
             "config": config_dict(self.config), "model": self.model,
             "weights_sha256": self.weights_sha256, "seconds": self.seconds,
             "n_layers": self.n_layers, "n_neurons": self.n_neurons,
-        })
+        }, labels=self.labels.astype(np.int32))
 
     @classmethod
-    def load(cls, folder: Path, *, expect_sha256: str | None = None) -> Partition:
-        """Read a saved partition; refuse it if it was built from other weights."""
-        meta = read_json(folder / "config.json")
-        if expect_sha256 is not None and meta["weights_sha256"] != expect_sha256:
+    def load(cls, folder: Path, *, expect_sha256: str | None = None,
+             n_layers: int | None = None, n_neurons: int | None = None) -> Partition:
+        """Read a saved partition and check it (see :mod:`babel.core.cache`).
+
+        Args:
+            folder: The partition's folder.
+            expect_sha256: The model's weights hash (:func:`weights_sha256`), checked when given.
+            n_layers: The model's FFN layer count, checked when given.
+            n_neurons: The model's neurons per layer, checked when given.
+
+        Raises:
+            babel.core.cache.CacheError: Missing or unreadable files, a sha256/shape/dtype that
+                differs from ``config.json``, unbalanced labels (every expert of every layer
+                must hold ``N/E`` neurons) or another layer/neuron count.
+            PartitionMismatch: A sound partition built from other weights.
+        """
+        folder = Path(folder)
+        z, meta = load_arrays(folder / DATA_FILE, folder / META_FILE, ("labels",))
+        labels = z["labels"]
+        try:
+            cfg = PartitionConfig(**meta["config"])
+            model, sha = str(meta["model"]), str(meta["weights_sha256"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CacheError(f"{folder / META_FILE} has no valid settings ({err})") from None
+        _check_labels(folder / DATA_FILE, labels, cfg.n_experts)
+        for what, got, want in (("layers", labels.shape[0], n_layers),
+                                ("neurons per layer", labels.shape[1], n_neurons)):
+            if want is not None and got != want:
+                raise CacheError(f"{folder / DATA_FILE} has {got} {what}, the model has {want}")
+        if expect_sha256 is not None and sha != expect_sha256:
             raise PartitionMismatch(
                 f"partition in {folder} was built for other weights (sha256 "
-                f"{meta['weights_sha256'][:12]}…, model has {expect_sha256[:12]}…): rebuild it "
+                f"{sha[:12]}…, model has {expect_sha256[:12]}…): rebuild it "
                 f"with get_partition(..., rebuild=True) or delete that folder"
             )
-        with np.load(folder / "partition.npz") as z:
-            labels = z["labels"]
-        return cls(PartitionConfig(**meta["config"]), meta["model"], labels,
-                   meta["weights_sha256"], meta.get("seconds", 0.0))
+        return cls(cfg, model, labels, sha, float(meta.get("seconds", 0.0)))
+
+
+DATA_FILE = "partition.npz"
+META_FILE = "config.json"
+
+
+def _check_labels(path: Path, labels: np.ndarray, n_experts: int) -> None:
+    """:class:`CacheError` unless ``labels [L, N]`` put exactly ``N/E`` neurons in every expert."""
+    if labels.ndim != 2 or labels.dtype.kind not in "iu" or labels.shape[1] % n_experts:
+        raise CacheError(f"{path}: labels {labels.dtype}{list(labels.shape)} cannot hold "
+                         f"{n_experts} equal experts per layer")
+    size = labels.shape[1] // n_experts
+    for i, row in enumerate(labels):
+        if row.min(initial=0) < 0 or row.max(initial=0) >= n_experts or \
+                not (np.bincount(row, minlength=n_experts) == size).all():
+            raise CacheError(f"{path}: layer {i} is unbalanced (every one of the {n_experts} "
+                             f"experts must hold {size} neurons)")
 
 
 def layer_rows(layer: FFNLayer, projection: Projection) -> np.ndarray:
@@ -253,18 +293,30 @@ def get_partition(model: nn.Module, cfg: PartitionConfig | None = None, *,
     """The cached partition of ``model`` for ``cfg``; built and saved on first use.
 
     A cached partition whose weights hash differs from the model's is refused
-    (:class:`PartitionMismatch`) unless ``rebuild=True``.
+    (:class:`PartitionMismatch`) unless ``rebuild=True``. One that fails a check
+    (:meth:`Partition.load`) is moved aside with a warning and built again; another process
+    building the same partition is waited for, then read.
     """
 
     cfg = cfg or PartitionConfig()
     name = model_name or _name(model)
     folder = paths.partition_dir(name, cfg.key)
     sha = weights_sha256(model)
-    if (folder / "config.json").exists() and not rebuild:
-        return Partition.load(folder, expect_sha256=sha)
-    part = build_partition(model, cfg, model_name=name, calibration=calibration)
-    part.save(folder)
-    return part
+    views = ffn_layers(model)
+
+    def load() -> Partition:
+        part = Partition.load(folder, expect_sha256=sha, n_layers=len(views),
+                              n_neurons=views[0].n_neurons)
+        if part.config != cfg:
+            raise CacheStale(f"{folder} was built with other settings ({part.config})")
+        return part
+
+    def build() -> Partition:
+        part = build_partition(model, cfg, model_name=name, calibration=calibration)
+        part.save(folder)
+        return part
+
+    return load_or_build(folder / DATA_FILE, folder / META_FILE, load, build, rebuild=rebuild)
 
 
 def single_neuron_partition(model: nn.Module, *, model_name: str = "model") -> Partition:

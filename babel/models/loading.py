@@ -19,6 +19,8 @@ import dataclasses
 import importlib
 import importlib.metadata
 import logging
+import os
+import re
 import shutil
 import sys
 import tempfile
@@ -28,10 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from babel.core import paths
-from babel.core.artifacts import read_json, sha256_file, write_json
+from babel.core.artifacts import sha256_file, write_json
+from babel.core.cache import CacheError, read_meta
 
 log = logging.getLogger(__name__)
 META_FILE = "babel_meta.json"
@@ -152,10 +155,16 @@ def _cache_is_valid(cache: Path) -> tuple[bool, str]:
     meta_path = cache / META_FILE
     if not meta_path.exists():
         return False, "no cache yet"
-    meta = read_json(meta_path)
+    try:
+        meta = read_meta(meta_path)
+    except CacheError as err:
+        return False, str(err)
     if meta.get("format") != CACHE_FORMAT:
         return False, "cache format changed"
-    for name, digest in meta["files"].items():
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        return False, f"{meta_path} lists no cached files"
+    for name, digest in files.items():
         f = cache / name
         if not f.exists():
             return False, f"cached file {name} is missing"
@@ -210,9 +219,24 @@ def _build_cache(name: str, cache: Path) -> None:
 def _remove_stale_builds(cache: Path) -> None:
     """Temporary build folders of killed runs (only called while holding the build lock)."""
     for stale in cache.parent.glob(f".{cache.name}.building*"):
-        print(f"note: removing {stale.name}, the unfinished build of a killed run",
+        print(f"note: removing {stale}, the unfinished build of a killed run",
               file=sys.stderr)
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _lock(cache: Path) -> FileLock:
+    return FileLock(str(cache.parent / f".{cache.name}.lock"))
+
+
+def _sweep_stale_builds(cache: Path) -> None:
+    """Remove killed builds' folders now, unless another process holds the lock (building)."""
+    if not any(cache.parent.glob(f".{cache.name}.building*")):
+        return
+    try:
+        with _lock(cache).acquire(timeout=0):
+            _remove_stale_builds(cache)
+    except Timeout:
+        pass  # a live build owns that folder
 
 
 def embedded_model_path(name: str) -> Path:
@@ -220,13 +244,18 @@ def embedded_model_path(name: str) -> Path:
 
     One process builds while others wait on a file lock beside the cache and then read what
     it built; each build writes into its own temporary folder, renamed into place at the end.
+    Folders of killed builds are removed at the start of every call (with a note), unless a
+    build is running. A cache that fails its checks (an unreadable ``babel_meta.json``, a
+    missing file, a sha256 mismatch) is deleted and rebuilt with a warning; it is not moved
+    aside, as it is large and rebuilt exactly from the verified package.
     """
     cache = paths.model_cache_dir(name)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale_builds(cache)
     ok, why = _cache_is_valid(cache)
     if ok:
         return cache
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache.parent / f".{cache.name}.lock")):
+    with _lock(cache):
         ok, why = _cache_is_valid(cache)  # another process may have built it meanwhile
         if ok:
             return cache
@@ -298,12 +327,12 @@ def load_model(
         kwargs["device_map"] = device_map
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ImportError, ValueError) as err:
+        raise _load_error(name_or_path, source, err, "weights") from err
+    try:
         tok = AutoTokenizer.from_pretrained(source)
-    except OSError as err:
-        raise ModelError(
-            f"could not load {name_or_path!r} ({err.__class__.__name__}): the model hub is not "
-            f"reachable from here; use an embedded model {sorted(EMBEDDED)} or a local folder"
-        ) from err
+    except (OSError, ImportError, ValueError) as err:
+        raise _load_error(name_or_path, source, err, "tokenizer") from err
     if device is not None and device_map is None:
         model = model.to(device)
     model.eval()
@@ -311,6 +340,67 @@ def load_model(
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model, tok
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model",
+                   "vocab.txt")
+
+
+def _missing_package(err: BaseException) -> str | None:
+    """The ``pip install …`` that fixes ``err``, if it says a package is missing."""
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        return f"pip install {err.name.split('.')[0]}"
+    m = re.search(r"pip install ([-\w.\[\]=<>]+)", str(err))
+    if m:
+        return f"pip install {m.group(1).rstrip('.`')}"
+    m = re.search(r"need to have (\w+)(?: or \w+)? installed", str(err))
+    if m:
+        return f"pip install {m.group(1)}"
+    if isinstance(err, ImportError):
+        return "pip install -e .  (the project's dependencies)"
+    return None
+
+
+def _load_error(name: str, source: str, err: BaseException, part: str) -> ModelError:
+    """A :class:`ModelError` naming the real cause of a failed ``from_pretrained``.
+
+    Args:
+        name: What the user asked for.
+        source: What transformers was given (a folder or a hub id).
+        err: The error transformers raised.
+        part: ``"weights"`` or ``"tokenizer"``.
+    """
+    first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+    folder = Path(source)
+    wanted = WEIGHT_FILES if part == "weights" else TOKENIZER_FILES
+    if folder.is_dir() and not any((folder / f).exists() for f in wanted):
+        return ModelError(f"{folder} has no {part} file (one of {', '.join(wanted)}): write "
+                          f"the model there with save_pretrained, or pass another folder")
+    fix = _missing_package(err)
+    if fix is not None:
+        return ModelError(f"could not load the {part} of {name!r}: a package is missing "
+                          f"({first}): run `{fix}`")
+    if folder.is_dir():
+        return ModelError(f"could not load the {part} of {name!r} from {folder}: {first}")
+    if not isinstance(err, OSError):
+        return ModelError(f"could not load the {part} of {name!r}: {first}")
+    if "not a valid model identifier" in str(err) or "404 Client Error" in str(err):
+        return ModelError(f"{source!r} is not a model on the Hugging Face hub (or it is gated: "
+                          f"run `hf auth login`); check the id, or use an embedded model "
+                          f"{sorted(EMBEDDED)} or a local folder")
+    if _offline():
+        return ModelError(f"{source!r} is not in the local hub cache and HF_HUB_OFFLINE is set: "
+                          f"unset HF_HUB_OFFLINE on a machine with network, or use an embedded "
+                          f"model {sorted(EMBEDDED)} or a local folder")
+    return ModelError(f"could not download {source!r}: the Hugging Face hub is not reachable "
+                      f"from here ({first}); use an embedded model {sorted(EMBEDDED)} or a "
+                      f"local folder")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def model_name(model) -> str:

@@ -3,12 +3,12 @@
 The cache key is (model, partition, profiling config); the saved settings also hold the
 partition's weights hash and the corpus digest, so a profile is reused only for the same
 weights and the same text. :func:`profile_languages` computes only the missing languages.
+Every cached profile is verified before use and rebuilt when it fails (:mod:`babel.core.cache`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,7 +19,8 @@ from torch import nn
 
 from babel.construct.partition import Partition
 from babel.core import paths
-from babel.core.artifacts import atomic_path, config_dict, read_json, sha256_file
+from babel.core.artifacts import atomic_path, config_dict, sha256_file
+from babel.core.cache import CacheStale, load_or_build, read_meta
 from babel.core.config import ProfileConfig
 from babel.data.checks import check_user_text
 from babel.data.chunking import TokenChunks, chunk_texts
@@ -65,7 +66,12 @@ def language_chunks(tokenizer, lang: str, cfg: ProfileConfig) -> tuple[TokenChun
 def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: str,
                      cfg: ProfileConfig, *, model_name: str | None = None,
                      refresh: bool = False, progress: bool = True) -> Profile:
-    """The cached profile of one language; computed (and saved) when missing or stale."""
+    """The cached profile of one language; computed (and saved) when missing or stale.
+
+    A cached profile is checked before use (:meth:`Profile.load`: sha256, shapes, language,
+    the partition's layers and experts); a failing one is moved aside with a warning and
+    computed again. Another process computing the same profile is waited for, then read.
+    """
 
     name = model_name or _name(model)
     path = profile_file_for(name, partition, cfg, lang)
@@ -73,10 +79,29 @@ def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: st
             "partition": config_dict(partition.config),
             "partition_weights_sha256": partition.weights_sha256,
             "corpus": _corpus_digest(lang, cfg.source, cfg.path)}
-    if path.exists() and not refresh:
-        saved = read_json(path.with_suffix(".json"))
-        if all(saved.get(k) == v for k, v in meta.items()):
-            return Profile.load(path, lang, items_sha256=saved.get("items_sha256", ""))
+
+    def load() -> Profile:
+        return _load_cached(path, lang, meta, partition)
+
+    def build() -> Profile:
+        return _compute(model, tokenizer, partition, lang, cfg, meta, path, progress=progress)
+
+    return load_or_build(path, path.with_suffix(".json"), load, build, rebuild=refresh)
+
+
+def _load_cached(path: Path, lang: str, meta: dict, partition: Partition) -> Profile:
+    """The cached profile at ``path`` if it is sound and made with ``meta``'s settings."""
+    prof = Profile.load(path, lang, n_layers=partition.n_layers, n_experts=partition.n_experts,
+                        n_neurons=partition.n_neurons)
+    saved = read_meta(path.with_suffix(".json"))
+    if not all(saved.get(k) == v for k, v in meta.items()):
+        raise CacheStale(f"{path} was made with other settings, weights or text")
+    return prof
+
+
+def _compute(model: nn.Module, tokenizer, partition: Partition, lang: str, cfg: ProfileConfig,
+             meta: dict, path: Path, *, progress: bool) -> Profile:
+    """Profile ``lang`` and save it at ``path`` with ``meta`` and the run's numbers."""
     chunks, ids = language_chunks(tokenizer, lang, cfg)
     t0 = time.perf_counter()
     prof = profile_chunks(model, partition, cfg.rule, chunks.input_ids, chunks.attention_mask,
@@ -84,10 +109,10 @@ def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: st
                           exclude_bos=cfg.exclude_bos, progress=progress)
     secs = time.perf_counter() - t0
     prof.items_sha256 = items_sha256(ids)
-    meta |= {"items": len(ids), "items_sha256": prof.items_sha256,
-             "tokens": prof.tokens, "seconds": round(secs, 2),
-             "tokens_per_second": round(int(chunks.attention_mask.sum()) / max(secs, 1e-9), 1)}
-    prof.save(path, meta)
+    prof.save(path, meta | {
+        "items": len(ids), "items_sha256": prof.items_sha256, "tokens": prof.tokens,
+        "seconds": round(secs, 2),
+        "tokens_per_second": round(int(chunks.attention_mask.sum()) / max(secs, 1e-9), 1)})
     return prof
 
 
@@ -151,5 +176,5 @@ def write_frequency_table(profiles: dict[str, Profile], *, model: str, path: Pat
 
 
 def load_meta(path: Path) -> dict:
-    """The settings saved beside a profile."""
-    return json.loads(path.with_suffix(".json").read_text())
+    """The settings saved beside a profile (:class:`babel.core.cache.CacheError` if unreadable)."""
+    return read_meta(path.with_suffix(".json"))

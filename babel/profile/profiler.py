@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from babel.construct.partition import Partition
 from babel.construct.routing import contiguous_experts
 from babel.construct.selection import select
-from babel.core.artifacts import write_json, write_npz
+from babel.core.cache import CacheError, load_arrays, save_arrays
 from babel.core.config import SelectionRule
 from babel.models.ffn import body, ffn_layers
 from babel.models.hooks import trace_ffn, trace_pre_activations
@@ -73,16 +73,57 @@ class Profile:
                        self.neuron_abs + other.neuron_abs)
 
     def save(self, path: Path, meta: dict) -> None:
-        """Write counts (``.npz``) and the settings that made them (``.json``) atomically."""
-        write_npz(path, chunk_counts=self.chunk_counts, chunk_tokens=self.chunk_tokens,
-                  neuron_active=self.neuron_active, neuron_abs=self.neuron_abs)
-        write_json(path.with_suffix(".json"), meta)
+        """Write counts (``path``, ``.npz``), then the settings that made them (``.json``).
+
+        The ``.json`` is written last and records the ``.npz``'s sha256, the array shapes and
+        dtypes and the language (:func:`babel.core.cache.save_arrays`): a kill between the two
+        writes is caught by :meth:`load`.
+        """
+        save_arrays(path, path.with_suffix(".json"), {**meta, "lang": meta.get("lang", self.lang)},
+                    **self._arrays())
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"chunk_counts": self.chunk_counts, "chunk_tokens": self.chunk_tokens,
+                "neuron_active": self.neuron_active, "neuron_abs": self.neuron_abs}
 
     @classmethod
-    def load(cls, path: Path, lang: str, *, items_sha256: str = "") -> Profile:
-        with np.load(path) as z:
-            return cls(lang, z["chunk_counts"], z["chunk_tokens"], z["neuron_active"],
-                       z["neuron_abs"], items_sha256)
+    def load(cls, path: Path, lang: str, *, items_sha256: str = "",
+             n_layers: int | None = None, n_experts: int | None = None,
+             n_neurons: int | None = None) -> Profile:
+        """Read a saved profile of ``lang`` and check it (see :mod:`babel.core.cache`).
+
+        Args:
+            path: The ``.npz``; its settings are the ``.json`` beside it.
+            lang: The language asked for: the saved one must be the same.
+            items_sha256: The items it covers (default: as saved).
+            n_layers: Layers ``L`` the partition has (checked when given).
+            n_experts: Experts per layer ``E`` (checked when given).
+            n_neurons: Neurons per layer ``N`` (checked when given).
+
+        Raises:
+            babel.core.cache.CacheError: Missing or unreadable files, a sha256, shape or dtype
+                that differs from the saved settings, another language, or other ``L, E, N``.
+        """
+        path = Path(path)
+        z, meta = load_arrays(path, path.with_suffix(".json"), PROFILE_ARRAYS)
+        if meta.get("lang") != lang:
+            raise CacheError(f"{path} holds the profile of {meta.get('lang')!r}, not {lang!r}")
+        cc, ct, act, ab = (z[k] for k in PROFILE_ARRAYS)
+        ok = (cc.ndim == 3 and cc.dtype.kind in "iu" and ct.shape == cc.shape[:1]
+              and ct.dtype.kind in "iu" and act.ndim == 2 and act.dtype.kind in "iu"
+              and ab.shape == act.shape and ab.dtype.kind == "f" and act.shape[0] == cc.shape[1])
+        if not ok:
+            raise CacheError(f"{path} has inconsistent arrays (counts {list(cc.shape)}, tokens "
+                             f"{list(ct.shape)}, neurons {list(act.shape)})")
+        for what, got, want in (("layers", cc.shape[1], n_layers),
+                                ("experts per layer", cc.shape[2], n_experts),
+                                ("neurons per layer", act.shape[1], n_neurons)):
+            if want is not None and got != want:
+                raise CacheError(f"{path} has {got} {what}, the partition has {want}")
+        return cls(lang, cc, ct, act, ab, items_sha256 or str(meta.get("items_sha256", "")))
+
+
+PROFILE_ARRAYS = ("chunk_counts", "chunk_tokens", "neuron_active", "neuron_abs")
 
 
 def valid_mask(input_ids: Tensor, attention_mask: Tensor, *, bos_id: int | None,
