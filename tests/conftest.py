@@ -43,6 +43,37 @@ def _tiny(kind: str, seed: int = 0):
     return model
 
 
+def byte_tokenizer_fast():
+    """A Hugging Face tokenizer of bytes (256 ids + BOS/EOS/PAD), saved with a model folder."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2}
+    vocab |= {ch: i + 3 for i, ch in enumerate(sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random Llama and its byte tokenizer, written with ``save_pretrained`` (a user's
+    own model folder, as ``-p model DIR`` / ``--model DIR`` take it)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=259, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    byte_tokenizer_fast().save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(params=["llama", "gemma3", "gpt2"])
 def tiny_model(request):
     """A tiny random causal LM of each FFN family (gated Llama, gated Gemma 3, plain GPT-2)."""

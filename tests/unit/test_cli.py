@@ -25,33 +25,9 @@ def _fresh(monkeypatch):
     monkeypatch.setattr(languages_mod, "_REGISTERED", {})
 
 
-def _byte_tokenizer():
-    """A Hugging Face tokenizer of bytes (256 ids + BOS/EOS/PAD), saved with the model."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2}
-    vocab |= {ch: i + 3 for i, ch in enumerate(sorted(alphabet))}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=259, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
-    _byte_tokenizer().save_pretrained(folder)
-    return folder
+@pytest.fixture
+def model_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 def _common(model_dir: Path, corpus: Path, out: Path) -> list[str]:
