@@ -91,8 +91,7 @@ for name in opt.models(exp.model):
     runs.append(fa.FamilyRun(name, part, profiles, exp.classify(exp.frequencies(profiles)[1])))
 tested = runs if len(runs[0].langs) >= fa.MIN_LANGUAGES else []
 if not tested:
-    print(f"only {len(runs[0].langs)} languages with a family: the tests need >= 3, so they "
-          "are skipped")
+    print(f"only {len(runs[0].langs)} languages with a family: the tests need >= 3, skipped")
 stat = {"n_permutations": opt.n_permutations, "seed": exp.partition.seed}
 fa.language_table(runs)
 
