@@ -37,7 +37,13 @@ from babel.core.config import (
     ProfileConfig,
     SelectionRule,
 )
-from babel.core.params import ParameterError, check_choice, check_number, check_str
+from babel.core.params import (
+    ParameterError,
+    check_choice,
+    check_number,
+    check_str,
+    raw_hint,
+)
 from babel.data.checks import check_user_corpus
 from babel.data.corpus import corpus_languages, parse_corpus
 from babel.data.languages import (
@@ -246,7 +252,12 @@ class ExperimentConfig:
         if wanted is None or wanted == "all":
             return list(self.languages)
         wanted = _as_list(wanted)
-        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        if isinstance(wanted, str):
+            wanted = [wanted]
+        if not isinstance(wanted, (list, tuple)) or not all(isinstance(w, str) for w in wanted):
+            raise ParameterError(f"{name} must be language codes (a list, a comma list or "
+                                 f"'all'), got {wanted!r}; {raw_hint(name)}")
+        wanted = list(wanted)
         kept = [w for w in wanted if w in self.languages]
         if kept == wanted:
             return kept

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from babel.core import paths
-from babel.core.params import ParameterError
+from babel.core.params import ParameterError, raw_hint
 
 SCRIPTS = ("Latn", "Cyrl", "Arab", "Hebr", "Deva", "Beng", "Hans", "Jpan", "Kore")
 _FLORES_RE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
@@ -332,9 +332,8 @@ def check_languages(value: Any, *, name: str = "languages",
     for code in value:
         if not isinstance(code, str):
             raise ParameterError(
-                f"{name} contains {code!r} ({type(code).__name__}), not a string: papermill's "
-                f"-p turned it into a number; pass codes as strings (papermill -r, or "
-                f"python -m babel.core.notebook -p {name} '[..]')")
+                f"{name} contains {code!r} ({type(code).__name__}), not a string: "
+                f"{raw_hint(name)}")
         if corpus_codes is not None and code in corpus_codes:
             out.append(code)
             continue

@@ -87,3 +87,10 @@ def test_classes_use_the_one_definition():
     c = exp.classify(f)
     assert c.rare.tolist() == [[False, True, False]]
     assert c.specific[2].tolist() == [[False, False, True]] and c.specific.sum() == 1
+
+
+def test_subset_of_a_number_names_the_parameter_and_the_raw_fix() -> None:
+    exp = ExperimentConfig.from_params(languages=["en", "fr"])
+    with pytest.raises(ParameterError, match=r"causal_language must be language codes.*-r "
+                                             r"causal_language nan"):
+        exp.subset(float("nan"), name="causal_language")

@@ -74,7 +74,7 @@ def test_check_languages_papermill_nan_in_a_list_gets_the_not_a_string_hint():
         check_languages(["en", NAN], name="pruning_languages")
     msg = str(err.value)
     assert msg.startswith("pruning_languages contains nan (float), not a string")
-    assert "papermill" in msg and "pass codes as strings" in msg
+    assert "papermill" in msg and "-r pruning_languages nan" in msg
 
 
 def test_check_languages_bare_papermill_nan_gets_the_not_a_string_hint():
