@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from babel.core.artifacts import read_json, write_json, write_npz
+from babel.core.artifacts import read_json, sha256_file, write_json, write_npz
 from babel.models.ffn import FFNLayer, ffn_layers
 from babel.models.loading import model_name
 
@@ -255,9 +255,11 @@ def save_pruned(model: nn.Module, folder: Path, *, keep_neurons=None,
         with padded_ffn(model, size) as padded:
             padded.save_pretrained(str(tmp), safe_serialization=True)
         write_npz(tmp / MASK_FILE, keep=keep)
+        hashes = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())
+                  if f.suffix in (".safetensors", ".npz")}
         write_json(tmp / META_FILE, {"base_model": model_name(model), "dtype": str(
             next(model.parameters()).dtype), "ffn_sizes": sizes, "padded_size": size,
-            "kept_share": float(keep.mean()), **(meta or {})})
+            "kept_share": float(keep.mean()), "sha256": hashes, **(meta or {})})
         old = folder.parent / f".{folder.name}.old"
         if old.exists():
             shutil.rmtree(old)
@@ -285,6 +287,10 @@ def load_pruned(folder: Path) -> nn.Module:
     if "padded_size" not in meta:
         raise ValueError(f"{folder} was written by an older babel (no padded_size in "
                          f"{META_FILE}): prune and save it again")
+    for name, digest in meta.get("sha256", {}).items():
+        if not (folder / name).is_file() or sha256_file(folder / name) != digest:
+            raise ValueError(f"{folder / name} is missing or does not match the sha256 in "
+                             f"{META_FILE} (truncated or overwritten): prune and save it again")
     with np.load(folder / MASK_FILE, allow_pickle=False) as z:
         keep = z["keep"]
     dtype = getattr(torch, meta.get("dtype", "torch.float32").replace("torch.", ""))

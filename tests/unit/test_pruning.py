@@ -313,3 +313,11 @@ def test_saved_folder_is_a_standard_hugging_face_folder(tiny_model, tmp_path):
         torch.testing.assert_close(standard(input_ids=ids).logits, ref, rtol=0, atol=1e-5)
     assert ffn_sizes(pruned) == sizes  # saving restored the model's own modules
     assert not list(tmp_path.glob(".std*"))
+
+
+def test_a_damaged_pruned_folder_is_one_line_naming_the_file(tiny_llama, tmp_path):
+    folder = save_pruned(prune_model(tiny_llama, _neuron_mask(tiny_llama, 0.5)), tmp_path / "p")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated
+    with pytest.raises(ValueError, match=r"model\.safetensors is missing or does not match"):
+        load_pruned(folder)
