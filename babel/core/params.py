@@ -61,7 +61,8 @@ def check_number(name: str, value: Any, *, kind: type = float, low: float | None
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError(f"{name} must be a {kind.__name__}, got {value!r}")
+        noun = {"int": "an integer", "float": "a number"}.get(kind.__name__, kind.__name__)
+        raise ParameterError(f"{name} must be {noun}, got {value!r}")
     if isinstance(value, float) and math.isnan(value):  # NaN passes every comparison
         if low is not None or high is not None:
             raise ParameterError(f"{name} must be in [{low}, {high}], got nan")

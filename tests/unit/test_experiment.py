@@ -21,7 +21,7 @@ def test_defaults_are_the_common_parameters():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"seed": "abc"}, r"^seed must be a int, got 'abc'$"),
+    ({"seed": "abc"}, r"^seed must be an integer, got 'abc'$"),
     ({"share": 1.5}, r"^share must be in \[1e-06, 1.0\], got 1.5$"),
     ({"method": "kmean"}, r"^method must be one of \['kmeans', 'random', 'coactivation', "),
     ({"languages": "en,xx"}, r"^languages: unknown language code 'xx'; use one of en, fr"),

@@ -34,9 +34,9 @@ def test_check_number_values_and_conversions():
 @pytest.mark.parametrize("value,kind,fix", [
     (1.5, float, r"share must be in \[0, 1\], got 1.5"),
     (-0.1, float, r"share must be in \[0, 1\], got -0.1"),
-    (True, float, r"share must be a float, got True"),  # a bool is not a number here
-    ("0.5", float, r"share must be a float, got '0.5'"),
-    (None, float, r"share must be a float, got None"),  # allow_none is off
+    (True, float, r"share must be a number, got True"),  # a bool is not a number here
+    ("0.5", float, r"share must be a number, got '0.5'"),
+    (None, float, r"share must be a number, got None"),  # allow_none is off
     (NAN, float, r"share must be in \[0, 1\], got nan"),
     (NAN, int, r"share must be in \[0, 1\], got nan"),
     (0.5, int, r"share must be an integer, got 0.5"),
