@@ -26,6 +26,7 @@ from babel.data.checks import check_user_text
 from babel.data.chunking import TokenChunks, chunk_texts
 from babel.data.corpus import SPLIT_RULE, load_items, user_file
 from babel.models.loading import model_name as _name
+from babel.profile import distributed
 from babel.profile.profiler import Profile, profile_chunks
 
 
@@ -71,6 +72,8 @@ def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: st
     A cached profile is checked before use (:meth:`Profile.load`: sha256, shapes, language,
     the partition's layers and experts); a failing one is moved aside with a warning and
     computed again. Another process computing the same profile is waited for, then read.
+    Under ``torchrun`` the ranks share the work and rank 0 alone reads and writes the cache
+    (:mod:`babel.profile.distributed`).
     """
 
     name = model_name or _name(model)
@@ -86,6 +89,9 @@ def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: st
     def build() -> Profile:
         return _compute(model, tokenizer, partition, lang, cfg, meta, path, progress=progress)
 
+    if distributed.active():
+        return distributed.load_or_build(path, path.with_suffix(".json"), load, build,
+                                         rebuild=refresh, device=next(model.parameters()).device)
     return load_or_build(path, path.with_suffix(".json"), load, build, rebuild=refresh)
 
 
@@ -103,16 +109,18 @@ def _compute(model: nn.Module, tokenizer, partition: Partition, lang: str, cfg: 
              meta: dict, path: Path, *, progress: bool) -> Profile:
     """Profile ``lang`` and save it at ``path`` with ``meta`` and the run's numbers."""
     chunks, ids = language_chunks(tokenizer, lang, cfg)
+    run = distributed.sharded(profile_chunks) if distributed.active() else profile_chunks
     t0 = time.perf_counter()
-    prof = profile_chunks(model, partition, cfg.rule, chunks.input_ids, chunks.attention_mask,
-                          lang=lang, batch_size=cfg.batch_size, bos_id=tokenizer.bos_token_id,
-                          exclude_bos=cfg.exclude_bos, progress=progress)
+    prof = run(model, partition, cfg.rule, chunks.input_ids, chunks.attention_mask,
+               lang=lang, batch_size=cfg.batch_size, bos_id=tokenizer.bos_token_id,
+               exclude_bos=cfg.exclude_bos, progress=progress)
     secs = time.perf_counter() - t0
     prof.items_sha256 = items_sha256(ids)
-    prof.save(path, meta | {
-        "items": len(ids), "items_sha256": prof.items_sha256, "tokens": prof.tokens,
-        "seconds": round(secs, 2),
-        "tokens_per_second": round(int(chunks.attention_mask.sum()) / max(secs, 1e-9), 1)})
+    if distributed.is_main():  # after every rank reported success (distributed.sharded)
+        prof.save(path, meta | {
+            "items": len(ids), "items_sha256": prof.items_sha256, "tokens": prof.tokens,
+            "seconds": round(secs, 2), "processes": distributed.world_size(),
+            "tokens_per_second": round(int(chunks.attention_mask.sum()) / max(secs, 1e-9), 1)})
     return prof
 
 

@@ -13,7 +13,10 @@ experts of each token and only **counts** are kept:
 
 
 Frequency = counts / tokens. Counts are additive over disjoint token sets. Memory is bounded
-by one batch. Only the transformer body runs (no output head).
+by one batch. Only the transformer body runs (no output head). A bf16/fp16 model keeps its
+half-precision weights; ``h`` is cast to fp32 before scoring, so scores, z-scores, selection
+and neuron statistics are fp32 (agreement with fp32: :mod:`babel.profile.precision`).
+Across processes (``torchrun``): :mod:`babel.profile.distributed`.
 """
 
 from __future__ import annotations
@@ -160,7 +163,7 @@ class _Tally:
         self.validf: Tensor | None = None  # [B*T] float
 
     def on_h(self, i: int, h: Tensor) -> None:
-        flat = h.detach().reshape(-1, h.shape[-1])
+        flat = _at_least_fp32(h.detach().reshape(-1, h.shape[-1]))
         a = flat.abs()
         self.scores[i] = F.avg_pool1d(a.unsqueeze(1), self.partition.expert_size).squeeze(1)
         self.abs[i] += self.validf.to(a.dtype) @ a
@@ -168,16 +171,20 @@ class _Tally:
             self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
 
     def on_pre(self, i: int, pre: Tensor) -> None:
-        flat = pre.reshape(-1, pre.shape[-1])
+        flat = _at_least_fp32(pre.reshape(-1, pre.shape[-1]))
         self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
 
-    def batch_counts(self, valid: Tensor) -> Tensor:
-        """``[B, L, E]`` per-chunk selection counts of the last batch."""
+    def batch_selection(self, valid: Tensor) -> Tensor:
+        """``[B, T, L, E]`` bool: the experts each counted token of the last batch selected."""
         b, t = valid.shape
         s = torch.stack(self.scores, dim=1).float()  # [B*T, L, E]
         sel = select(s, self.rule).reshape(b, t, *s.shape[1:])
         sel &= valid[:, :, None, None]
-        return sel.sum(1, dtype=torch.int32).cpu()
+        return sel
+
+    def batch_counts(self, valid: Tensor) -> Tensor:
+        """``[B, L, E]`` per-chunk selection counts of the last batch."""
+        return self.batch_selection(valid).sum(1, dtype=torch.int32).cpu()
 
     def neuron_stats(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(active counts, |h| sums) in the original neuron order."""
@@ -187,6 +194,12 @@ class _Tally:
         active[rows, order] = self.active.round().cpu().numpy().astype(np.int64)
         abs_sum[rows, order] = self.abs.cpu().numpy()
         return active, abs_sum
+
+
+def _at_least_fp32(x: Tensor) -> Tensor:
+    """``x`` in float32 when it is half precision (bf16/fp16 models): scores, z-scores, the
+    selection and the neuron statistics are computed in fp32; the weights stay in half."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _positive(x: Tensor) -> Tensor:

@@ -52,7 +52,8 @@ def _experiment(folder: Path, langs=LANGS) -> ExperimentConfig:
 
 
 def _cache_files() -> list[Path]:
-    return [p for p in paths.cache_dir().rglob("*") if p.is_file()]
+    # lock files (filelock) hold no data: a refused run may leave the entry's lock, not a cache
+    return [p for p in paths.cache_dir().rglob("*") if p.is_file() and p.suffix != ".lock"]
 
 
 # ---------------------------------------------------------------- config and cache key
