@@ -5,6 +5,7 @@
     babel profile --model smollm2-135m --languages en,fr,hi --corpus ./my_texts --out out/
     babel families --model smollm2-135m --languages all --corpus ./my_texts --out out/
     babel prune --model smollm2-135m --language fr --keep 0.9 --corpus ./my_texts --out fr-90/
+    torchrun --nproc_per_node 2 -m babel profile --model smollm2-135m --corpus ./my_texts
     babel corpus stats --tokenizer gemma-3-270m
     babel corpus transliterate-serbian
     babel run 02_activation_profiling --params smoke -p languages '[en, fr]'
@@ -41,6 +42,7 @@ from babel.figures.families import clustermap
 from babel.figures.heatmaps import frequency_heatmaps
 from babel.models.loading import load_tokenizer
 from babel.models.surgery import prune_model, save_pruned
+from babel.profile import distributed
 from babel.profile.cache import write_frequency_table
 from babel.prune.masks import keep_mask, neuron_keep_mask
 
@@ -89,6 +91,10 @@ def _add_experiment_arguments(p: argparse.ArgumentParser, *, languages: bool = T
                    help="items per language (default 100; 0: all)")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per chunk (default 128)")
     p.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="weights' dtype (scores are computed in fp32 either way)")
+    p.add_argument("--device-map", default=None,
+                   help="e.g. auto: spread a model larger than one device (accelerate)")
     p.add_argument("--out", type=Path, default=Path("babel-out"),
                    help="output folder (default ./babel-out)")
 
@@ -103,9 +109,13 @@ def _experiment(args: argparse.Namespace, languages: Any) -> ExperimentConfig:
 
 def _profiles(args: argparse.Namespace, languages: Any):
     exp = _experiment(args, languages)  # checks the text before the model is loaded
-    lm, tok = exp.load_model()
+    if args.device_map:
+        lm, tok = exp.load_model(dtype=args.dtype, device_map=args.device_map)
+    else:  # under torchrun on GPUs each rank takes its own cuda:LOCAL_RANK
+        lm, tok = exp.load_model(dtype=args.dtype, device=distributed.local_device())
     part = exp.build_partition(lm, model_name=exp.model)
-    profiles = exp.profiles(lm, tok, part, model_name=exp.model, progress=True)
+    profiles = exp.profiles(lm, tok, part, model_name=exp.model,
+                            progress=distributed.is_main())
     return exp, lm, tok, part, profiles
 
 
@@ -115,6 +125,8 @@ def _stem(exp: ExperimentConfig) -> str:
 
 def _profile(args: argparse.Namespace) -> int:
     exp, _, _, _, profiles = _profiles(args, args.languages)
+    if not distributed.is_main():  # under torchrun: rank 0 writes the outputs
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     table = write_frequency_table(profiles, model=exp.model,
                                   path=args.out / f"expert-frequency_{_stem(exp)}.parquet")
@@ -129,6 +141,8 @@ def _profile(args: argparse.Namespace) -> int:
 
 def _families(args: argparse.Namespace) -> int:
     exp, _, _, _, profiles = _profiles(args, args.languages)
+    if not distributed.is_main():  # under torchrun: rank 0 writes the outputs
+        return 0
     langs, freq = exp.frequencies(profiles)
     if len(langs) < 3:
         raise ValueError(f"families needs at least 3 languages, got {langs}; add files")
@@ -159,6 +173,8 @@ def _families(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     exp, lm, tok, part, profiles = _profiles(args, [args.language])
+    if not distributed.is_main():
+        return 0
     keep = neuron_keep_mask(keep_mask(profiles[args.language].frequency, args.keep), part)
     pruned = prune_model(lm, keep)
     folder = save_pruned(pruned, args.out, meta={"language": args.language, "keep": args.keep,

@@ -94,3 +94,23 @@ def test_bad_text_is_one_line_and_nothing_is_cached(model_dir, tmp_path, capsys)
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the loading progress bar
     assert last.startswith(f"error: {corpus / 'en.txt'}: only 3 tokens (at least 200 needed)")
     assert not [p for p in paths.cache_dir().rglob("*") if p.is_file() and p.suffix != ".lock"]
+
+
+def test_profile_under_torchrun_equals_one_process(model_dir, tmp_path) -> None:
+    """``torchrun --nproc_per_node 2 -m babel profile``: the same table as one process, written
+    once (by rank 0)."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "BABEL_CACHE_DIR": str(tmp_path / "cache-2"), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "babel", "profile",
+                          *_common(model_dir, CORPUS, tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert cli.main(["profile", *_common(model_dir, CORPUS, tmp_path / "one")]) == 0
+    (two,) = (tmp_path / "two").glob("*.parquet")
+    (one,) = (tmp_path / "one").glob("*.parquet")
+    assert pd.read_parquet(two).equals(pd.read_parquet(one))
+    assert out.stdout.count(".parquet") == 1  # printed (and written) by rank 0 only
