@@ -284,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with _environment(args), warnings.catch_warnings():
                 warnings.showwarning = _show_warning
+                warnings.simplefilter("once")  # a file's warning is said once, not per stage
                 return _COMMANDS[args.command](args)
         except Exception as err:  # noqa: BLE001 — one line for the user
             lines = str(err).strip().splitlines() or [type(err).__name__]
