@@ -85,6 +85,8 @@ def _add_experiment_arguments(p: argparse.ArgumentParser, *, languages: bool = T
                         "required), merged over the built-in one")
     p.add_argument("--allow-mixed-script", action="store_true",
                    help="accept files with over 10%% of letters outside their script")
+    p.add_argument("--min-tokens", type=int, default=200,
+                   help="fewest tokens (the model's tokenizer) a language's file must hold")
     p.add_argument("--experts", type=int, default=256, help="experts per layer E (default 256)")
     p.add_argument("--share", type=float, default=0.2, help="selection share r (default 0.2)")
     p.add_argument("--max-items", type=int, default=100,
@@ -110,9 +112,11 @@ def _experiment(args: argparse.Namespace, languages: Any) -> ExperimentConfig:
 def _profiles(args: argparse.Namespace, languages: Any):
     exp = _experiment(args, languages)  # checks the text before the model is loaded
     if args.device_map:
-        lm, tok = exp.load_model(dtype=args.dtype, device_map=args.device_map)
+        lm, tok = exp.load_model(dtype=args.dtype, device_map=args.device_map,
+                                 min_tokens=args.min_tokens)
     else:  # under torchrun on GPUs each rank takes its own cuda:LOCAL_RANK
-        lm, tok = exp.load_model(dtype=args.dtype, device=distributed.local_device())
+        lm, tok = exp.load_model(dtype=args.dtype, device=distributed.local_device(),
+                                 min_tokens=args.min_tokens)
     part = exp.build_partition(lm, model_name=exp.model)
     profiles = exp.profiles(lm, tok, part, model_name=exp.model,
                             progress=distributed.is_main())

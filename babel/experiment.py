@@ -44,7 +44,7 @@ from babel.core.params import (
     check_str,
     raw_hint,
 )
-from babel.data.checks import check_user_corpus
+from babel.data.checks import MIN_TOKENS, check_user_corpus
 from babel.data.corpus import corpus_languages, parse_corpus
 from babel.data.languages import (
     USER_CSV_ENV,
@@ -290,7 +290,8 @@ class ExperimentConfig:
         return config_dict(self)
 
     # ------------------------------------------------------------------ one call per stage
-    def load_model(self, name: str | None = None, **kw: Any) -> tuple[nn.Module, Any]:
+    def load_model(self, name: str | None = None, *, min_tokens: int = MIN_TOKENS,
+                   **kw: Any) -> tuple[nn.Module, Any]:
         """``(model, tokenizer)`` of this experiment (or of another model ``name``).
 
         With a user's corpus, its files are checked against ``min_tokens`` with this tokenizer
@@ -299,7 +300,7 @@ class ExperimentConfig:
         model, tokenizer = load_model(name or self.model, **kw)
         if self.profile.path is not None:
             check_user_corpus(self.languages, self.profile.path, tokenizer=tokenizer,
-                              langid=False)
+                              langid=False, min_tokens=min_tokens)
         return model, tokenizer
 
     def build_partition(self, model: nn.Module, *, model_name: str | None = None) -> Partition:
