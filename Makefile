@@ -14,6 +14,8 @@ STAMP := $(VENV)/.installed
 # passes 5-8x slower under load. Passive waiting costs nothing measurable when idle.
 export OMP_WAIT_POLICY ?= PASSIVE
 LAB_STAMP := $(LAB_VENV)/.installed
+# JupyterLab defaults shipped with the lab env: .py notebooks open as notebooks (jupytext), no autosave
+LAB_SETTINGS := $(LAB_VENV)/share/jupyter/lab/settings/overrides.json
 
 .DEFAULT_GOAL := help
 
@@ -31,23 +33,28 @@ $(STAMP): pyproject.toml
 ## install: create .venv (when missing) and install babel with every dependency
 install: $(STAMP)
 
-$(LAB_STAMP): pyproject.toml $(STAMP)
+$(LAB_STAMP): pyproject.toml $(STAMP) lab/overrides.json
 	@test -x $(LAB_VENV)/bin/python || $(PYTHON) -m venv $(LAB_VENV)
 	$(LAB_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LAB_VENV)/bin/python -m pip install -q $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['lab']))")
 	$(PY) -m ipykernel install --prefix $(abspath $(LAB_VENV)) --name babel --display-name "Python 3 (babel)"
+	install -D -m 644 lab/overrides.json $(LAB_SETTINGS)
 	@touch $@
 
-## lab-install: create .venv-lab, JupyterLab's own environment, with the project kernel `babel`
+## lab-install: create .venv-lab, JupyterLab's own environment, with the project kernel `babel` and lab/overrides.json
 lab-install: $(LAB_STAMP)
 
-## lab: open JupyterLab (its own env; notebooks run on the project kernel and import this babel)
+## lab: open JupyterLab (its own env; notebooks/*.py open as notebooks on the project kernel; no autosave; figures to build/figures/lab)
 lab: $(LAB_STAMP)
-	JUPYTER_PATH=$(abspath $(LAB_VENV))/share/jupyter $(LAB_VENV)/bin/jupyter lab --notebook-dir=. --MappingKernelManager.default_kernel_name=babel --allow-root $(LAB_ARGS)
+	BABEL_FIGURES_DIR=$(abspath build/figures/lab) JUPYTER_PATH=$(abspath $(LAB_VENV))/share/jupyter $(LAB_VENV)/bin/jupyter lab --notebook-dir=. --MappingKernelManager.default_kernel_name=babel --allow-root $(LAB_ARGS)
 
-## test: install when needed, then run the whole test suite
+## test: install when needed, then run the test suite: unit, integration and notebook tiers (not the browser tier)
 test: $(STAMP) $(LAB_STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15 -m "not browser" $(PYTEST_ARGS)
+
+## test-browser: the browser tier: JupyterLab's explorer and the report in headless Chromium (apt-get install chromium chromium-driver)
+test-browser: $(STAMP) $(LAB_STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=5 tests/browser $(PYTEST_ARGS)
 
 ## test-fast: unit tests only (no real model, no notebooks)
 test-fast: $(STAMP)
@@ -57,10 +64,15 @@ test-fast: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m babel reproduce --params $(PARAMS) $(if $(CORPUS),-r corpus_path $(CORPUS)) $(if $(LANGUAGES_CSV),-r languages_csv $(LANGUAGES_CSV))
 	@if [ "$(PARAMS)" = default ] && [ -z "$(CORPUS)$(LANGUAGES_CSV)" ]; then $(PY) -m babel results; fi
+	$(PY) -m babel report --params $(PARAMS)
 
 ## results: README.md's results section from the default run's recorded values
 results: $(STAMP)
 	$(PY) -m babel results
+
+## report: the results page build/report/index.html with claims, figures, explorer, notebooks and provenance (PARAMS=set; default the set executed last)
+report: $(STAMP)
+	$(PY) -m babel report $(if $(filter command line environment,$(origin PARAMS)),--params $(PARAMS))
 
 ## notebook: run one notebook, e.g. make notebook NB=02_activation_profiling PARAMS=smoke
 notebook: $(STAMP)
@@ -94,4 +106,4 @@ lint: $(STAMP)
 clean:
 	rm -rf build data/cache mutants
 
-.PHONY: help install lab-install lab test test-fast mutation results reproduce notebook bench corpus-check corpus-stats lint clean
+.PHONY: help install lab-install lab test test-browser test-fast mutation results report reproduce notebook bench corpus-check corpus-stats lint clean

@@ -11,6 +11,7 @@
     babel run 02_activation_profiling --params smoke -p languages '[en, fr]'
     babel reproduce --params default
     babel results          # README.md's results section from the default run
+    babel report           # build/report/index.html
 
 ``python -m babel …`` is the same command.
 """
@@ -43,6 +44,7 @@ from babel.figures.heatmaps import frequency_heatmaps
 from babel.models.loading import load_tokenizer
 from babel.models.surgery import prune_model, save_pruned
 from babel.profile import distributed
+from babel.report.__main__ import main as report_main
 from babel.profile.cache import write_frequency_table
 from babel.prune.masks import keep_mask, neuron_keep_mask
 
@@ -272,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--corpus-dir", type=Path, default=None, help="another corpus folder")
     notebook.add_run_arguments(sub)
     sub.add_parser("results", help="rewrite README.md's results section from the default run")
+    rep = sub.add_parser("report", help="the results page build/report/index.html (claims, "
+                                        "figures, explorer, notebooks, provenance)")
+    rep.add_argument("--params", default=None, help="parameter set (default: the last executed)")
+    rep.add_argument("--out", default=None, help="report folder (default build/report)")
     return ap
 
 
@@ -296,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     if args.command == "corpus":
         return _corpus(args)
+    if args.command == "report":
+        return report_main([*(["--params", args.params] if args.params else []),
+                            *(["--out", args.out] if args.out else [])])
     if args.command == "results":
         print(f"wrote {results.update_readme()}")
         return 0

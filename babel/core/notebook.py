@@ -20,7 +20,10 @@ Command line::
 ``-p``); ``-r`` passes a raw string. For a list parameter (its default is a list or ``"all"``)
 both accept a comma list: ``-p languages en,fr`` is ``["en", "fr"]``.
 
-Each run writes its provenance to ``build/executed/<set>/run.json``
+While it runs, stderr shows each notebook's start (with the time its last run took), its
+sections and cells with the elapsed time, and the kernel's progress bars
+(:mod:`babel.core.progress`); a run of several notebooks ends with a table of their times and
+outputs. Each run writes its provenance to ``build/executed/<set>/run.json``
 (:mod:`babel.core.provenance`). Ctrl-C ends with one line saying what was kept (exit 130);
 an error inside a notebook ends with one line naming the notebook and the error (exit 1).
 """
@@ -33,7 +36,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ import yaml
 
 from babel.core import paths
 from babel.core.params import ParameterError, comma_list, is_float_nan, is_list_default
+from babel.core.progress import ENGINE, NotebookProgress, expected_seconds, summary_table
 from babel.core.provenance import RunRecorder
 
 RECORD_MIME = "application/vnd.babel.record+json"
@@ -109,9 +112,19 @@ def notebook_defaults(ipynb: Path) -> dict[str, Any]:
     return out
 
 
+def figures_folder(params: str) -> Path:
+    """Where a run of parameter set ``params`` writes its figures: ``figures/`` for the
+    default set, ``build/figures/<params>/`` for the others (``BABEL_FIGURES_DIR`` overrides
+    both)."""
+    if params == "default" or os.environ.get("BABEL_FIGURES_DIR"):
+        return paths.figures_dir()
+    return paths.params_figures_dir(params)
+
+
 def run_notebook(name: str, *, params: str = "default", overrides: dict[str, Any] | None = None,
                  output: Path | None = None, log_output: bool = False,
-                 run: RunRecorder | None = None) -> Path:
+                 run: RunRecorder | None = None, progress: bool = True,
+                 position: tuple[int, int] | None = None) -> Path:
     """Execute one notebook with a parameter set and overrides; return the executed copy.
 
     Args:
@@ -119,8 +132,11 @@ def run_notebook(name: str, *, params: str = "default", overrides: dict[str, Any
         params: The parameter set.
         overrides: Values that replace the set's (already parsed).
         output: Where the executed copy goes (default ``build/executed/<params>/<name>.ipynb``).
-        log_output: Stream the notebook's output.
+        log_output: Stream the notebook's output (papermill's logger).
         run: The run's provenance record; the notebook's start and end are written to it.
+        progress: Print the notebook, section, cell, elapsed time and the kernel's bars on
+            stderr (:mod:`babel.core.progress`); the expected time comes from ``run``.
+        position: ``(i, n)``: the i-th of n notebooks in this run (shown in the progress).
     """
     import papermill as pm
 
@@ -136,10 +152,11 @@ def run_notebook(name: str, *, params: str = "default", overrides: dict[str, Any
     # the kernel is a new process: passive OpenMP waiting keeps torch fast on a shared machine
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if params != "default":  # smoke/full figures must not overwrite the tracked default ones
-        os.environ.setdefault("BABEL_FIGURES_DIR", str(paths.params_figures_dir(params)))
+        os.environ.setdefault("BABEL_FIGURES_DIR", str(figures_folder(params)))
     out = output or paths.executed_notebook(name, params)
     out.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    shown = NotebookProgress(name, position=position, expected_s=expected_seconds(
+        run.data if run is not None else {}, name)) if progress else None
     if run is not None:
         run.begin(name, {**defaults, **values})
     # no frontend will talk to widgets: the kernel (it inherits this environment) draws the
@@ -150,12 +167,15 @@ def run_notebook(name: str, *, params: str = "default", overrides: dict[str, Any
         pm.execute_notebook(str(src), str(out), parameters=values, kernel_name=KERNEL,
                             cwd=str(paths.NOTEBOOKS_DIR), log_output=log_output,
                             progress_bar=False, execution_timeout=CELL_TIMEOUT_S,
-                            extra_arguments=KERNEL_ARGUMENTS)
+                            extra_arguments=KERNEL_ARGUMENTS, engine_name=ENGINE,
+                            **({"progress": shown} if shown is not None else {}))
     except BaseException as err:
+        status = "interrupted" if interrupted(err) else "failed"
+        if shown is not None and shown.started:
+            shown.end(status)
         if run is not None:
             with contextlib.suppress(Exception):  # the notebook's error is the one to report
-                run.end(name, "interrupted" if interrupted(err) else "failed",
-                        error=error_line(err))
+                run.end(name, status, error=error_line(err))
         raise
     finally:
         if previous is None:
@@ -164,7 +184,8 @@ def run_notebook(name: str, *, params: str = "default", overrides: dict[str, Any
             os.environ[HEADLESS_ENV] = previous
     if run is not None:
         run.end(name, "finished")
-    print(f"{name}: {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
+    if shown is not None and shown.started:
+        shown.end("finished", output=_shown(out))
     return out
 
 
@@ -316,11 +337,13 @@ def run_from_args(args: argparse.Namespace) -> int:
         run = RunRecorder.start(paths.executed_notebook(names[0], args.params).parent,
                                 params=args.params, command=list(sys.argv),
                                 overrides=overrides)
-        for name in names:
+        expected = {name: expected_seconds(run.data, name) for name in names}
+        for i, name in enumerate(names, 1):
             current = name
             try:
                 ov = {k: v for k, v in overrides.items() if k in cells[name]}
-                run_notebook(name, params=args.params, overrides=ov, run=run)
+                run_notebook(name, params=args.params, overrides=ov, run=run,
+                             position=(i, len(names)))
             except Exception as err:  # one line; the executed copy keeps the traceback
                 if interrupted(err):
                     raise
@@ -331,6 +354,8 @@ def run_from_args(args: argparse.Namespace) -> int:
                 return 1
             finished.append(name)
         run.finish("finished")
+        if len(names) > 1:
+            print(_summary(names, run, expected, args.params), file=sys.stderr)
         return 0
     except BaseException as err:
         if not interrupted(err):
@@ -340,6 +365,14 @@ def run_from_args(args: argparse.Namespace) -> int:
                 run.finish("interrupted")
         print(_interrupt_message(current, finished, run), file=sys.stderr)
         return INTERRUPTED_EXIT
+
+
+def _summary(names: Sequence[str], run: RunRecorder, expected: Mapping[str, float | None],
+             params: str) -> str:
+    """The table after a run of several notebooks: times and outputs (from ``run.json``)."""
+    table = summary_table(names, run.data, expected=expected, shown=_shown,
+                          executed={n: paths.executed_notebook(n, params) for n in names})
+    return f"\nrun {run.run_id} ({_shown(run.path)}):\n{table}"
 
 
 def _shown(path: Path) -> Path:

@@ -108,6 +108,12 @@ def test_jupyterlab_runs_project_kernel_with_our_babel(tmp_path: Path):
         assert status == 200 and b"JupyterLab" in page
         specs = json.loads(_get(f"{base}/api/kernelspecs", token)[1])
         assert "babel" in specs["kernelspecs"]
+        # the lab env's shipped defaults (lab/overrides.json): .py opens as a notebook, no autosave
+        docmanager = json.loads(_get(
+            f"{base}/lab/api/settings/@jupyterlab/docmanager-extension:plugin", token)[1])
+        defaults = {k: v.get("default") for k, v in docmanager["schema"]["properties"].items()}
+        assert defaults["defaultViewers"]["python"] == "Jupytext Notebook"
+        assert defaults["autosave"] is False
         req = urllib.request.Request(f"{base}/api/kernels", method="POST",
                                      data=json.dumps({"name": "babel"}).encode(),
                                      headers={"Authorization": f"token {token}",
@@ -127,3 +133,14 @@ def test_jupyterlab_runs_project_kernel_with_our_babel(tmp_path: Path):
         except subprocess.TimeoutExpired:
             server.kill()
     assert sys.executable  # the test itself ran in .venv
+
+
+def test_make_lab_keeps_tracked_files_as_they_are():
+    """`make lab` sends interactive runs' figures under build/ and installs the shipped Lab
+    defaults (no autosave: parameter edits stay in the browser until saved on purpose)."""
+    dry = subprocess.run(["make", "-n", "lab", "lab-install", "-W", "lab/overrides.json"],
+                         capture_output=True, text=True, cwd=paths.PROJ_ROOT, check=True).stdout
+    assert f"BABEL_FIGURES_DIR={paths.BUILD_DIR / 'figures' / 'lab'} " in dry
+    assert "lab/overrides.json .venv-lab/share/jupyter/lab/settings/overrides.json" in dry
+    shipped = json.loads((paths.PROJ_ROOT / "lab" / "overrides.json").read_text())
+    assert shipped["@jupyterlab/docmanager-extension:plugin"]["autosave"] is False

@@ -73,15 +73,74 @@ def test_empty_selection_says_so_instead_of_drawing_english():
     assert not plt.get_fignums()
 
 
-def test_explorer_widget_redraws_on_empty_selection(capsys):
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("layers", [(7, 7), (5, 6), (0, 12)])
+def test_layer_tick_labels_do_not_overlap_the_axis_label(layers):
+    fig = heatmaps.explorer_view(["en", "fr", "ar"], _freq(), chosen=["en"], layers=layers)
+    heatmaps.figure_png(fig)  # lays the figure out as the explorer draws it
+    (ax,) = _panels(fig)
+    renderer = fig.canvas.get_renderer()
+    label = ax.yaxis.label.get_window_extent(renderer)
+    ticks = [t.get_window_extent(renderer) for t in ax.get_yticklabels()]
+    assert ticks and not any(_overlaps(label, t) for t in ticks)
+
+
+def test_explorer_views_stay_out_of_pyplot():
+    fig = heatmaps.explorer_view(["en", "fr"], _freq(2), chosen=["fr"], layers=(5, 12))
+    assert not plt.get_fignums()  # nothing for the inline backend to flush into the log
+    png = heatmaps.figure_png(fig)
+    assert png.startswith(b"\x89PNG")
+    assert heatmaps.describe(fig) == "fr · layers 5–12 · experts by mean frequency · frequency"
+
+
+def _widget(**kw):
     pytest.importorskip("ipywidgets")
-    box = heatmaps.explorer(["en", "fr", "ar"], _freq())
+    return heatmaps.explorer(["en", "fr", "ar"], _freq(), **kw)
+
+
+def test_explorer_widget_redraws_its_image_on_every_control():
+    box = _widget(initial=2)
+    image, caption = box.views["image"], box.views["caption"]
+    assert bytes(image.value).startswith(b"\x89PNG")
+    assert caption.value.startswith("en, fr · layers 0–12")
+    seen = [bytes(image.value)]
+    changes = [("languages", ("fr", "ar")), ("layers", (5, 12)),
+               ("order", "specificity of first language"), ("mode", "difference"),
+               ("layers", (7, 7))]
+    for control, value in changes:
+        box.controls[control].value = value
+        assert bytes(image.value) not in seen, f"{control} = {value!r} did not redraw"
+        seen.append(bytes(image.value))
+        assert box.views["message"].value == ""
+    assert caption.value == ("fr, ar · layer 7 · experts by specificity of first language"
+                             " · difference")
+    assert not plt.get_fignums()
+
+
+def test_explorer_widget_says_so_on_empty_selection():
+    box = _widget()
     assert box.controls["languages"].value == ("en", "fr", "ar")
     assert box.controls["layers"].value == (0, 12)
-    n_figs = len(plt.get_fignums())
     box.controls["languages"].value = ()
-    assert heatmaps.NO_LANGUAGE in capsys.readouterr().out
-    assert len(plt.get_fignums()) == n_figs  # nothing drawn
+    assert heatmaps.NO_LANGUAGE in box.views["message"].value
+    assert box.views["image"].layout.display == "none" and box.views["caption"].value == ""
+    box.controls["languages"].value = ("ar",)
+    assert box.views["message"].value == "" and box.views["image"].layout.display is None
+    assert box.views["caption"].value.startswith("ar · ")
+
+
+def test_explorer_widget_shows_a_failing_view_instead_of_raising(monkeypatch):
+    box = _widget()
+
+    def fail(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(heatmaps, "explorer_view", fail)
+    box.controls["mode"].value = "difference"
+    assert "RuntimeError: boom" in box.views["message"].value
 
 
 def test_classes_figure_stacks_specific_experts_by_language():
@@ -108,3 +167,4 @@ def test_headless_explorer_draws_the_first_view_without_widgets(monkeypatch):
     rng = np.random.default_rng(0)
     assert heatmaps.explorer(["en", "fr", "de"], rng.random((3, 4, 8)), initial=2) is None
     assert calls == [{"chosen": ["en", "fr"], "layers": (0, 3)}]  # drawn once, no widget
+    assert not plt.get_fignums()  # displayed as a PNG, not left to pyplot

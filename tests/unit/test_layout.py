@@ -10,7 +10,8 @@ from babel.core import paths
 PACKAGE = paths.PROJ_ROOT / "babel"
 # Stage order: a module may import modules of its own layer or of a lower one.
 LAYERS = {"core": 0, "data": 1, "models": 2, "construct": 3, "profile": 4, "families": 5,
-          "prune": 5, "figures": 6, "experiment": 7, "results": 7, "cli": 8, "__main__": 9, "__init__": 0}
+          "prune": 5, "figures": 6, "experiment": 7, "results": 7, "report": 8, "cli": 9,
+          "__main__": 10, "__init__": 0}
 
 
 def _modules() -> dict[str, Path]:
