@@ -9,10 +9,14 @@ Design choices the paper leaves open, taken here (each is a parameter):
   *direction* they read.
 - **Balanced k-means.** ``k-means-constrained`` (min-cost-flow assignment with
   ``size_min = size_max = N/E``) as in MoEfication's code; exact equal sizes, deterministic
-  for a seed. Baselines: a ``random`` equal-size partition, and ``coactivation``
-  clustering (neurons whose gates fire on the same calibration tokens; balanced k-means on
-  the PCA-reduced, L2-normalized co-activation profiles — a cheap stand-in for MoEfication's
-  METIS graph partition).
+  for a seed. Layers of real size are clustered in parallel processes, one per core.
+  ``"kmeans_fast"``: the same objective and k-means++ seeding with an auction assignment in
+  torch (:mod:`babel.construct.balanced`), on a GPU when there is one; exact equal sizes,
+  within-expert cohesion on par, minutes instead of hours at Llama-2-7B's shape.
+  Baselines: a ``random`` equal-size partition, and ``coactivation`` clustering (neurons
+  whose gates fire on the same calibration tokens; balanced k-means on the PCA-reduced,
+  L2-normalized co-activation profiles — a cheap stand-in for MoEfication's METIS graph
+  partition).
 Scores and selection rules: :mod:`babel.construct.selection`.
 """
 
@@ -20,20 +24,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import multiprocessing
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from babel.construct.balanced import balanced_kmeans_fast
 from babel.core import paths
 from babel.core.artifacts import config_dict
 from babel.core.cache import CacheError, CacheStale, load_arrays, load_or_build, save_arrays
 from babel.core.config import PartitionConfig, Projection
 from babel.models.ffn import FFNLayer, body, ffn_layers
-from babel.models.hooks import trace_pre_activations
+from babel.models.hooks import onloaded_layer, trace_pre_activations
 from babel.models.loading import model_name as _name
 
 
@@ -168,22 +176,24 @@ def _check_labels(path: Path, labels: np.ndarray, n_experts: int) -> None:
 
 
 def layer_rows(layer: FFNLayer, projection: Projection) -> np.ndarray:
-    """The weight rows ``[N, d]`` clustered for one layer (fp32 numpy)."""
-    if projection == "gate+up" and layer.kind == "gated":
-        w = torch.cat([layer.in_weight("gate"), layer.in_weight("up")], dim=1)
-    elif projection == "gate+up":
-        w = layer.in_weight("in")
-    else:
-        w = layer.in_weight(projection)
-    return w.detach().float().cpu().numpy()
+    """The weight rows ``[N, d]`` clustered for one layer (fp32 numpy; offloaded layers too)."""
+    with onloaded_layer(layer):
+        if projection == "gate+up" and layer.kind == "gated":
+            w = torch.cat([layer.in_weight("gate"), layer.in_weight("up")], dim=1)
+        elif projection == "gate+up":
+            w = layer.in_weight("in")
+        else:
+            w = layer.in_weight(projection)
+        return w.detach().float().cpu().numpy()
 
 
 def weights_sha256(model: nn.Module) -> str:
     """sha256 over every layer's FFN input and output weights (identifies the model)."""
     h = hashlib.sha256()
     for v in ffn_layers(model):
-        for w in (v.in_weight("gate"), v.in_weight("up"), v.out_weight()):
-            h.update(w.detach().float().cpu().contiguous().numpy().tobytes())
+        with onloaded_layer(v):
+            for w in (v.in_weight("gate"), v.in_weight("up"), v.out_weight()):
+                h.update(w.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -240,15 +250,86 @@ def coactivation_features(model: nn.Module, input_ids: Tensor, attention_mask: T
     return [a.numpy() for a in acc]
 
 
+def cluster_rows(rows: np.ndarray, cfg: PartitionConfig, *, seed: int,
+                 device: torch.device | str | None = None) -> np.ndarray:
+    """Equal-size labels of one layer's feature rows by ``cfg.method``'s balanced k-means.
+
+    ``"kmeans_fast"`` runs :func:`babel.construct.balanced.balanced_kmeans_fast` (on
+    ``device``, default the first GPU, else the CPU); every other method that clusters
+    (``"kmeans"``, ``"coactivation"``) runs k-means-constrained (:func:`balanced_kmeans`).
+    """
+    if cfg.method == "kmeans_fast":
+        return balanced_kmeans_fast(rows, cfg.n_experts, seed=seed, n_init=cfg.n_init,
+                                    max_iter=cfg.max_iter, device=device)
+    return balanced_kmeans(rows, cfg.n_experts, seed=seed, n_init=cfg.n_init,
+                           max_iter=cfg.max_iter)
+
+
+def _cluster_job(job: tuple[np.ndarray, PartitionConfig, int, int]) -> np.ndarray:
+    """One layer in a worker process, with ``threads`` CPU threads (torch and BLAS)."""
+    from threadpoolctl import threadpool_limits
+
+    rows, cfg, seed, threads = job
+    torch.set_num_threads(threads)
+    with threadpool_limits(threads):
+        return cluster_rows(rows, cfg, seed=seed, device="cpu")
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _default_workers(cfg: PartitionConfig, n_layers: int, n: int, d: int) -> int:
+    """Processes for the layers when ``workers=None`` (see :func:`build_partition`)."""
+    if cfg.method not in ("kmeans", "coactivation") or n * d < PARALLEL_MIN_VALUES:
+        return 1
+    return max(1, min(available_cores(), n_layers))
+
+
+PARALLEL_MIN_VALUES = 1 << 20  # rows x dims of a layer worth a process of its own
+
+
+def _map_layers(jobs: Iterator[tuple[np.ndarray, PartitionConfig, int]], n_layers: int,
+                workers: int) -> list[np.ndarray]:
+    """Cluster every layer's rows, in ``workers`` processes (in order; at most ``workers``
+    layers' rows held at once), or in this process when ``workers`` is 1."""
+    if workers <= 1:
+        return [cluster_rows(rows, cfg, seed=seed) for rows, cfg, seed in jobs]
+    threads = max(1, available_cores() // workers)
+    out: list[np.ndarray | None] = [None] * n_layers
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        running: dict[Future, int] = {}
+        for i, (rows, cfg, seed) in enumerate(jobs):
+            if len(running) >= workers:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    out[running.pop(f)] = f.result()
+            running[pool.submit(_cluster_job, (rows, cfg, seed, threads))] = i
+        for f in as_completed(running):
+            out[running[f]] = f.result()
+    return out  # type: ignore[return-value]
+
+
 def build_partition(model: nn.Module, cfg: PartitionConfig, *, model_name: str = "model",
-                    calibration: tuple[Tensor, Tensor] | None = None) -> Partition:
+                    calibration: tuple[Tensor, Tensor] | None = None,
+                    workers: int | None = None) -> Partition:
     """Split every FFN layer of ``model`` into ``cfg.n_experts`` equal experts.
 
     Args:
-        model: A causal LM (or its body).
+        model: A causal LM (or its body); offloaded layers (accelerate) are read too.
         cfg: Partition settings.
         model_name: Recorded beside the partition.
         calibration: ``(input_ids, attention_mask)`` for ``method="coactivation"``.
+        workers: Processes that cluster layers side by side (each with its share of the
+            cores); the labels are the same for any number. ``None``: one per core (at most
+            one per layer) for k-means-constrained on layers of at least 2^20 values, else 1
+            (``"kmeans_fast"`` already uses every core, or the GPU, in this process; with
+            ``workers > 1`` it runs on the CPU).
 
     Returns:
         The partition (weights untouched).
@@ -258,39 +339,49 @@ def build_partition(model: nn.Module, cfg: PartitionConfig, *, model_name: str =
     n = views[0].n_neurons
     _check_divides(n, cfg.n_experts)
     labels = np.zeros((len(views), n), dtype=np.int32)
-    if cfg.method == "coactivation":
-        if calibration is None:
-            raise ValueError("method='coactivation' needs calibration=(input_ids, "
-                             "attention_mask): pass chunks of calibration text")
-        co = coactivation_features(model, *calibration)
     if cfg.method == "neurons" and cfg.n_experts != n:
         raise ValueError(f"method='neurons' means one neuron per expert: set n_experts={n}")
-    for v in views:
-        if cfg.method == "neurons":
-            labels[v.index] = np.arange(n, dtype=np.int32)
-        elif cfg.method == "random":
-            labels[v.index] = random_labels(n, cfg.n_experts, seed=cfg.seed + v.index)
-        elif cfg.method == "kmeans":
-            labels[v.index] = balanced_kmeans(layer_rows(v, cfg.projection), cfg.n_experts,
-                                              seed=cfg.seed, n_init=cfg.n_init,
-                                              max_iter=cfg.max_iter)
+    if cfg.method in ("neurons", "random"):
+        for v in views:
+            labels[v.index] = (np.arange(n, dtype=np.int32) if cfg.method == "neurons"
+                               else random_labels(n, cfg.n_experts, seed=cfg.seed + v.index))
+    else:
+        if cfg.method == "coactivation":
+            if calibration is None:
+                raise ValueError("method='coactivation' needs calibration=(input_ids, "
+                                 "attention_mask): pass chunks of calibration text")
+            co = coactivation_features(model, *calibration)
+            jobs = ((_coactivation_rows(c), cfg, cfg.seed) for c in co)
+            d = min(n, 64)
         else:
-            c = co[v.index]
-            diag = np.sqrt(np.maximum(np.diag(c), 1.0))
-            prof = c / diag[:, None] / diag[None, :]  # cosine-like co-firing profile
-            prof = prof - prof.mean(0, keepdims=True)
-            u, s, _ = np.linalg.svd(prof, full_matrices=False)
-            feats = u[:, :64] * s[:64]
-            labels[v.index] = balanced_kmeans(feats, cfg.n_experts, seed=cfg.seed,
-                                              n_init=cfg.n_init, max_iter=cfg.max_iter)
+            jobs = ((layer_rows(v, cfg.projection), cfg, cfg.seed) for v in views)
+            d = views[0].in_weight("up").shape[1] * (
+                2 if cfg.projection == "gate+up" and views[0].kind == "gated" else 1)
+        if workers is None:
+            workers = _default_workers(cfg, len(views), n, d)
+        for i, lab in enumerate(_map_layers(jobs, len(views), workers)):
+            labels[i] = lab
     return Partition(cfg, model_name, labels, weights_sha256(model),
                      round(time.perf_counter() - t0, 2))
 
 
+def _coactivation_rows(c: np.ndarray) -> np.ndarray:
+    """Features of one layer's co-activation counts: top 64 principal components of the
+    centred, cosine-normalised co-firing profiles."""
+    diag = np.sqrt(np.maximum(np.diag(c), 1.0))
+    prof = c / diag[:, None] / diag[None, :]  # cosine-like co-firing profile
+    prof = prof - prof.mean(0, keepdims=True)
+    u, s, _ = np.linalg.svd(prof, full_matrices=False)
+    return u[:, :64] * s[:64]
+
+
 def get_partition(model: nn.Module, cfg: PartitionConfig | None = None, *,
                   model_name: str | None = None, rebuild: bool = False,
-                  calibration: tuple[Tensor, Tensor] | None = None) -> Partition:
+                  calibration: tuple[Tensor, Tensor] | None = None,
+                  workers: int | None = None) -> Partition:
     """The cached partition of ``model`` for ``cfg``; built and saved on first use.
+
+    ``workers``: processes for the layers (:func:`build_partition`).
 
     A cached partition whose weights hash differs from the model's is refused
     (:class:`PartitionMismatch`) unless ``rebuild=True``. One that fails a check
@@ -312,7 +403,8 @@ def get_partition(model: nn.Module, cfg: PartitionConfig | None = None, *,
         return part
 
     def build() -> Partition:
-        part = build_partition(model, cfg, model_name=name, calibration=calibration)
+        part = build_partition(model, cfg, model_name=name, calibration=calibration,
+                               workers=workers)
         part.save(folder)
         return part
 

@@ -12,10 +12,10 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-Method = Literal["kmeans", "random", "coactivation", "neurons"]
+Method = Literal["kmeans", "random", "coactivation", "neurons", "kmeans_fast"]
 Projection = Literal["gate", "up", "gate+up", "in"]
 RuleKind = Literal["cross_layer", "per_layer_topk", "z_threshold"]
-METHODS = ("kmeans", "random", "coactivation", "neurons")
+METHODS = ("kmeans", "random", "coactivation", "neurons", "kmeans_fast")
 PROJECTIONS = ("gate", "up", "gate+up", "in")
 RULES = ("cross_layer", "per_layer_topk", "z_threshold")
 
@@ -26,8 +26,10 @@ class PartitionConfig:
 
     Attributes:
         n_experts: Experts per layer ``E`` (must divide ``N``; the paper: 256).
-        method: ``"kmeans"`` (balanced k-means), ``"random"``, ``"coactivation"`` or
-            ``"neurons"`` (one neuron per expert, E = N: neuron-level analysis).
+        method: ``"kmeans"`` (balanced k-means, min-cost flow), ``"kmeans_fast"`` (balanced
+            k-means with an auction assignment in torch, on a GPU when there is one),
+            ``"random"``, ``"coactivation"`` or ``"neurons"`` (one neuron per expert, E = N:
+            neuron-level analysis).
         projection: Weight rows clustered: ``"gate"``, ``"up"``, ``"gate+up"`` or ``"in"``.
         seed: Random seed (k-means initialisation, random partition).
         n_init: k-means restarts per layer.

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -304,6 +305,8 @@ def load_model(
     dtype: torch.dtype | str = torch.float32,
     device: str | torch.device | None = None,
     device_map: str | dict | None = None,
+    max_memory: dict | None = None,
+    offload_folder: str | Path | None = None,
 ):
     """Load a causal LM and its tokenizer, in eval mode.
 
@@ -312,7 +315,14 @@ def load_model(
             local folder.
         dtype: Parameter dtype (``torch.bfloat16`` for Llama-2-7B on a GPU).
         device: Device to move the model to (ignored when ``device_map`` is given).
-        device_map: Passed to transformers (e.g. ``"auto"``, needs accelerate).
+        device_map: Passed to transformers (accelerate's dispatch): ``"auto"`` fills the GPUs,
+            then CPU RAM, then disk; a dict maps module names to ``0``, ``"cpu"`` or
+            ``"disk"``. Profiling, partitions and masks work on a dispatched model; the
+            counts equal those of the model on one device.
+        max_memory: With ``device_map="auto"``, the most each device may hold, e.g.
+            ``{0: "20GiB", "cpu": "60GiB"}``; what does not fit goes to disk.
+        offload_folder: Where disk-offloaded weights go. Default when ``device_map`` is
+            given: a fresh temporary folder, removed when the model is garbage-collected.
 
     Returns:
         ``(model, tokenizer)``.
@@ -323,12 +333,22 @@ def load_model(
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     kwargs: dict = {"dtype": dtype}
+    own_folder = None
     if device_map is not None:
         kwargs["device_map"] = device_map
+        if max_memory is not None:
+            kwargs["max_memory"] = max_memory
+        if offload_folder is None:
+            offload_folder = own_folder = tempfile.mkdtemp(prefix="babel-offload-")
+        kwargs["offload_folder"] = str(offload_folder)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ImportError, ValueError) as err:
+        if own_folder is not None:
+            shutil.rmtree(own_folder, ignore_errors=True)
         raise _load_error(name_or_path, source, err, "weights") from err
+    if own_folder is not None:
+        weakref.finalize(model, shutil.rmtree, own_folder, ignore_errors=True)
     try:
         tok = AutoTokenizer.from_pretrained(source)
     except (OSError, ImportError, ValueError) as err:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from babel.core.artifacts import read_json, sha256_file, write_json, write_npz
 from babel.models.ffn import FFNLayer, ffn_layers
+from babel.models.hooks import onloaded
 from babel.models.loading import model_name
 
 MASK_FILE = "keep.npz"
@@ -304,11 +305,15 @@ def load_pruned(folder: Path) -> nn.Module:
 
 
 def permute_layer_(v: FFNLayer, perm: Tensor) -> None:
-    """Reorder one FFN's neurons in place: rows of gate/up, columns of down, by ``perm``."""
-    _permute_out(v.up, perm.to(v.up.weight.device))
-    if v.gate is not None:
-        _permute_out(v.gate, perm.to(v.gate.weight.device))
-    _permute_in(v.down, perm.to(v.down.weight.device))
+    """Reorder one FFN's neurons in place: rows of gate/up, columns of down, by ``perm``.
+
+    Projections that accelerate offloaded to CPU or disk are permuted in their offload store
+    (:func:`babel.models.hooks.onloaded`).
+    """
+    for m, permute in ((v.up, _permute_out), (v.gate, _permute_out), (v.down, _permute_in)):
+        if m is not None:
+            with onloaded(m, write_back=True):
+                permute(m, perm.to(m.weight.device))
 
 
 def _permute_out(m: nn.Module, perm: Tensor) -> None:
