@@ -80,9 +80,13 @@ def _git(*args: str) -> str | None:
 
 
 def git_state() -> dict[str, Any]:
-    """``commit``, ``dirty`` and the number of ``changed_paths``; None values without git."""
+    """``commit``, ``dirty`` and the number of ``changed_paths``; None values without git.
+
+    Dirty means a tracked file differs from the commit (as ``git describe --dirty``): untracked
+    files (a log, a symlinked model cache) do not change the code that ran.
+    """
     head = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain") if head else None
+    status = _git("status", "--porcelain", "--untracked-files=no") if head else None
     changed = [line for line in (status or "").splitlines() if line.strip()]
     return {"commit": head.strip() if head else None,
             "dirty": None if status is None else bool(changed),
