@@ -22,9 +22,8 @@ from torch import Tensor, nn
 from babel.construct.partition import Partition
 from babel.construct.routing import contiguous_experts
 from babel.core.config import SelectionRule
-from babel.models.ffn import body
 from babel.models.hooks import trace_ffn
-from babel.profile.profiler import _Tally, valid_mask
+from babel.profile.profiler import _Tally, run_batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,18 +46,13 @@ def token_selections(model: nn.Module, partition: Partition, rule: SelectionRule
     per-chunk counts are these summed over each chunk's tokens); padding and (by default) BOS
     are left out.
     """
-    run = body(model)
-    device = next(model.parameters()).device
     out = []
     with contiguous_experts(model, partition) as cpart:
         tally = _Tally(model, cpart, rule)
         with trace_ffn(model, tally.on_h):
-            for s in range(0, input_ids.shape[0], batch_size):
-                ids = input_ids[s:s + batch_size].to(device)
-                am = attention_mask[s:s + batch_size].to(device)
-                valid = valid_mask(ids, am, bos_id=bos_id, exclude_bos=exclude_bos)
-                tally.validf = valid.reshape(-1).float()
-                run(input_ids=ids, attention_mask=am)
+            for valid, _ in run_batches(model, tally, input_ids, attention_mask,
+                                        batch_size=batch_size, bos_id=bos_id,
+                                        exclude_bos=exclude_bos):
                 out.append(tally.batch_selection(valid)[valid].cpu())
     n_layers, n_exp = partition.n_layers, partition.n_experts
     return torch.cat(out) if out else torch.zeros(0, n_layers, n_exp, dtype=torch.bool)

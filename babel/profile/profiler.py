@@ -22,6 +22,7 @@ Across processes (``torchrun``): :mod:`babel.profile.distributed`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +208,24 @@ def _positive(x: Tensor) -> Tensor:
     return torch.sign(x).clamp_(min=0)
 
 
+def run_batches(model: nn.Module, tally: _Tally, input_ids: Tensor, attention_mask: Tensor, *,
+                batch_size: int, bos_id: int | None, exclude_bos: bool
+                ) -> Iterator[tuple[Tensor, Tensor]]:
+    """Run the model body over the chunks, ``batch_size`` at a time, with the tally's hooks
+    attached by the caller; yield each batch's ``(valid, attention_mask)`` once its forward
+    pass has filled the tally (the one batching loop of profiling and of
+    :func:`babel.profile.precision.token_selections`)."""
+    run = body(model)
+    device = next(model.parameters()).device
+    for s in range(0, input_ids.shape[0], batch_size):
+        ids = input_ids[s:s + batch_size].to(device)
+        am = attention_mask[s:s + batch_size].to(device)
+        valid = valid_mask(ids, am, bos_id=bos_id, exclude_bos=exclude_bos)
+        tally.validf = valid.reshape(-1).float()
+        run(input_ids=ids, attention_mask=am)
+        yield valid, am
+
+
 @torch.no_grad()
 def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
                    input_ids: Tensor, attention_mask: Tensor, *, lang: str = "",
@@ -219,8 +238,6 @@ def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
     """
     from tqdm.auto import tqdm
 
-    run = body(model)
-    device = next(model.parameters()).device
     chunk_counts, chunk_tokens = [], []
     bar = tqdm(total=int(attention_mask.sum()), unit="tok", desc=f"profile {lang}",
                disable=not progress, leave=False)
@@ -229,12 +246,9 @@ def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
         try:
             with trace_ffn(model, tally.on_h), \
                     trace_pre_activations(model, tally.on_pre, gated_only=True):
-                for s in range(0, input_ids.shape[0], batch_size):
-                    ids = input_ids[s:s + batch_size].to(device)
-                    am = attention_mask[s:s + batch_size].to(device)
-                    valid = valid_mask(ids, am, bos_id=bos_id, exclude_bos=exclude_bos)
-                    tally.validf = valid.reshape(-1).float()
-                    run(input_ids=ids, attention_mask=am)
+                for valid, am in run_batches(model, tally, input_ids, attention_mask,
+                                             batch_size=batch_size, bos_id=bos_id,
+                                             exclude_bos=exclude_bos):
                     chunk_counts.append(tally.batch_counts(valid))
                     chunk_tokens.append(valid.sum(1).cpu())
                     bar.update(int(am.sum()))
