@@ -66,11 +66,11 @@ def bootstrap_similarity(chunk_counts: Sequence[np.ndarray], chunk_tokens: Seque
     _check_metric(metric)
     if len(chunk_counts) != len(chunk_tokens) or len(chunk_counts) < 2:
         raise ValueError("need chunk counts and chunk tokens for the same >= 2 languages")
+    if any(len(c) == 0 for c in chunk_counts):  # before reshaping: (0, -1) has no size
+        raise ValueError("a language has no chunks: profile it with some tokens first")
     rng = np.random.default_rng(seed)
     flat = [np.asarray(c, dtype=np.float64).reshape(len(c), -1) for c in chunk_counts]
     toks = [np.asarray(t, dtype=np.float64) for t in chunk_tokens]
-    if any(len(c) == 0 for c in flat):
-        raise ValueError("a language has no chunks: profile it with some tokens first")
     point_freq = np.stack([c.sum(0) / max(t.sum(), 1.0) for c, t in zip(flat, toks)])
     point = _similarity(point_freq[None], metric, top_share)[0]
     # multinomial chunk weights = resampling chunks with replacement

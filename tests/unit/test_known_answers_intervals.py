@@ -73,7 +73,9 @@ def test_items_without_tokens_add_nothing():
 
 def test_rise_draws_rejects_inconsistent_input():
     ok = np.ones(3)
-    with pytest.raises(ValueError, match=r"must be \[n_items\]"):
+    with pytest.raises(ValueError, match=r"^dense_nll, pruned_nll and tokens must be "
+                                         r"\[n_items\] \(pruned_nll may be "
+                                         r"\[n_masks, n_items\]\) with tokens > 0$"):
         rise_draws(ok, np.ones(4), ok)
     with pytest.raises(ValueError, match="tokens > 0"):
         rise_draws(ok, ok, np.ones(2))
@@ -94,13 +96,15 @@ def test_interval_quantiles_and_accessors():
 
 
 def test_ratio_interval_two_repeats_by_hand():
-    """Timings (1, 2) against (1, 1): resampled medians of base 1, 1.5 or 2 (1/4, 1/2, 1/4)."""
-    base, other = np.array([1.0, 2.0]), np.array([1.0, 1.0])
+    """Timings (1, 2) against (0.5, 0.5): resampled medians of base 1, 1.5 or 2 (1/4, 1/2,
+    1/4), so speedups 2, 3 or 4."""
+    base, other = np.array([1.0, 2.0]), np.array([0.5, 0.5])
     iv = ratio_interval(base, other)
-    assert (iv.value, iv.low, iv.high) == pytest.approx((1.5, 1.0, 2.0))
+    assert (iv.value, iv.low, iv.high) == pytest.approx((3.0, 2.0, 4.0))
     assert ratio_interval(base, other, level=0.4).as_dict() == pytest.approx(
-        {"value": 1.5, "low": 1.5, "high": 1.5})
-    with pytest.raises(ValueError, match="length >= 2"):
+        {"value": 3.0, "low": 3.0, "high": 3.0})
+    with pytest.raises(ValueError, match=r"^base and other must be paired timings of the "
+                                         r"same length >= 2$"):
         ratio_interval(base[:1], other[:1])
     ratio_interval(base, base, n_bootstrap=5)  # two rounds are enough
 
@@ -117,3 +121,44 @@ def test_ratio_interval_defaults_are_2000_resamples_of_seed_0():
 def test_per_item_with_empty_trailing_items():
     out = per_item([0.5, 1.5, 2.0], [1, 1, 0], 4)
     assert out.tolist() == [2.0, 2.0, 0.0, 0.0]
+
+
+def test_a_one_item_corpus_resamples_to_itself_exactly():
+    # every resample holds the one item: each draw is the full-data rise, to the last bit
+    value, draws = rise_draws(np.array([3.0]), np.array([13.0]), np.array([1]), n_bootstrap=20)
+    assert value == pytest.approx(math.expm1(10.0))
+    np.testing.assert_allclose(draws, value, rtol=1e-14)
+
+
+def test_several_masks_by_hand():
+    # two masks on two items: rises e^(3/4) - 1 and e^(1/4) - 1 (not e^(4/4) - 1 pooled)
+    tokens = np.array([2, 2])
+    dense = np.zeros(2)
+    pruned = np.array([[1.0, 2.0], [0.5, 0.5]])
+    value, _ = rise_draws(dense, pruned, tokens, n_bootstrap=4)
+    assert value == pytest.approx((math.expm1(0.75) + math.expm1(0.25)) / 2)
+
+
+def test_single_precision_timings_are_compared_in_double_precision():
+    # medians of float32 timings, taken in float32, would round differently
+    # the middle two of base, 1.5436... and 1.8158..., average differently in float32
+    base = np.array([1.543624997138977, 1.935072422027588, 1.8158535957336426,
+                     1.0027384757995605], dtype=np.float32)
+    other = np.array([1.1847156286239624, 0.819291353225708, 1.3274592161178589,
+                      1.1767003536224365], dtype=np.float32)  # likewise
+    for t in (base, other):
+        assert np.median(t) != np.median(t.astype(float))  # the premise
+    assert ratio_interval(base, other) == ratio_interval(base.astype(float), other.astype(float))
+    assert ratio_interval(base, other.astype(float)) == ratio_interval(base.astype(float), other)
+
+
+def test_single_precision_draws_and_tokens_are_read_in_double_precision():
+    # interpolating between 0.1 and 3.7 (or 3.7 and 11.3) in float32 rounds the difference
+    draws = np.array([0.1, 3.7, 11.3], dtype=np.float32)
+    assert interval(0.0, draws) == interval(0.0, draws.astype(float))
+    # 2^24 + 2 tokens: a float32 sum would drop the last ones
+    tokens = np.array([2 ** 24, 1, 1], dtype=np.float32)
+    dense = np.zeros(3)
+    pruned = np.array([0.0, 3.0, 3.0])
+    value, _ = rise_draws(dense, pruned, tokens, n_bootstrap=2)
+    assert value == math.expm1(6.0 / (2 ** 24 + 2))

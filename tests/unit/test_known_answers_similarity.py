@@ -141,3 +141,50 @@ def test_pair_table_ranks_and_percentiles_by_hand():
     assert t["rank"].tolist() == [4, 2, 5, 1, 6, 3]
     # share of the 6 pairs at most as similar (ties count): 0.2 -> 3/6, 0.1 -> 1/6
     np.testing.assert_allclose(t.percentile, [50.0, 500 / 6, 50.0, 100.0, 100 / 6, 400 / 6])
+
+
+def test_boolean_and_integer_frequencies_are_numbers():
+    active = np.array([[True, False, True, False], [True, True, False, False],
+                       [False, True, True, True]])
+    for metric in METRICS:
+        np.testing.assert_allclose(similarity(active, metric=metric, top_share=0.5),
+                                   similarity(active.astype(float), metric=metric,
+                                              top_share=0.5), err_msg=metric)
+    per_layer = active.reshape(3, 2, 2)
+    np.testing.assert_allclose(layer_similarity(per_layer, metric="jaccard", top_share=0.5),
+                               layer_similarity(per_layer.astype(float), metric="jaccard",
+                                                top_share=0.5))
+
+
+def test_jaccard_top_sets_of_many_experts():
+    """600 experts in shuffled orders: the top-k sets are the k largest (a full sort), for a
+    single expert, a few, and most of them."""
+    x0 = 1.0 - np.random.default_rng(0).permutation(600) / 600
+    x1 = 1.0 - np.random.default_rng(100).permutation(600) / 600
+    top0, top1 = int(np.argmax(x0)), int(np.argmax(x1))
+    x1[[top0, top1]] = x1[[top1, top0]]  # both languages share their largest expert
+    freq = np.stack([x0, x1])
+    for k in (1, 7, 482):
+        s = similarity(freq, metric="jaccard", top_share=k / 600)
+        np.testing.assert_allclose(s, _jaccard_reference(freq, k), err_msg=str(k))
+    assert similarity(freq, metric="jaccard", top_share=1 / 600)[0, 1] == 1.0
+
+
+def test_pair_ranks_break_ties_in_table_order():
+    rng = np.random.default_rng(0)
+    sim = np.eye(7)
+    iu = np.triu_indices(7, 1)
+    levels = rng.integers(0, 3, len(iu[0])) / 10  # 21 pairs on 3 levels: many ties
+    sim[iu] = levels
+    sim.T[iu] = levels
+    t = pair_table(sim, list("abcdefg"))
+    order = sorted(range(21), key=lambda i: -levels[i])  # Python's sort is stable
+    expected = np.empty(21, dtype=int)
+    expected[order] = np.arange(1, 22)
+    assert t["rank"].tolist() == expected.tolist()
+    assert t["rank"].dtype.kind == "i"  # ranks are integers
+
+
+def test_labels_are_compared_as_text():
+    # True and 1 are different labels (a number array would make both 1)
+    assert _codes([True, 1, True]).tolist() == [1, 0, 1]

@@ -8,9 +8,23 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 from sklearn.metrics.pairwise import cosine_similarity
 
-from babel.families.stats import layer_separation, permutation_test, separation
+from babel.families.bootstrap import BootstrapResult
+from babel.families.similarity import language_labels
+from babel.families.stats import (
+    agreement,
+    ari_batch,
+    cluster_tree,
+    control_table,
+    cut_tree,
+    label_table,
+    layer_separation,
+    n_arrangements,
+    permutation_test,
+    separation,
+)
 
 # two pairs: 0-1 and 2-3 similar (1), everything else 0
 PAIRS = np.array([[1.0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]])
@@ -282,9 +296,6 @@ def _planted_table_sim() -> np.ndarray:
 
 
 def test_label_table_columns_are_the_named_statistics():
-    from babel.families.similarity import language_labels
-    from babel.families.stats import agreement, label_table
-
     sim = _planted_table_sim()
     t = label_table(sim, TABLE_LANGS, n_permutations=200, seed=6).set_index("labelling")
     assert 0.05 < t.at["branch", "ari_p"] < 0.95 and 0.05 < t.at["script", "ari_p"] < 0.95
@@ -313,10 +324,6 @@ def test_label_table_columns_are_the_named_statistics():
 
 
 def test_label_table_defaults_and_bootstrap_interval():
-    from babel.families.bootstrap import BootstrapResult
-    from babel.families.similarity import language_labels
-    from babel.families.stats import label_table
-
     sim = _table_sim(1)
     samples = np.stack([_table_sim(s) for s in range(2, 23)])  # 21 resamples
     t = label_table(sim, TABLE_LANGS, fields=("script", "family"),
@@ -334,9 +341,6 @@ def test_label_table_defaults_and_bootstrap_interval():
 
 
 def test_control_table_by_hand():
-    from babel.families.bootstrap import BootstrapResult
-    from babel.families.stats import control_table
-
     # ur first: the pair hi-ur is stored as (ur, hi), after (ur, ar)
     langs = ["ur", "ar", "hi", "fa", "en"]
     sim = np.eye(5)
@@ -366,10 +370,6 @@ def test_control_table_by_hand():
 # --- ARI, agreement, arrangements: sklearn and hand counts ----------------------------------
 
 def test_ari_of_trivial_clusterings_equals_sklearn():
-    from sklearn.metrics import adjusted_rand_score
-
-    from babel.families.stats import ari_batch
-
     one, singles = np.zeros(5, dtype=int), np.arange(5)
     for a, b in ((one, one), (singles, singles), (one, singles), (singles, one)):
         assert ari_batch(a, b[None])[0] == pytest.approx(adjusted_rand_score(a, b)), (a, b)
@@ -380,10 +380,6 @@ def test_ari_of_trivial_clusterings_equals_sklearn():
 
 
 def test_agreement_defaults_are_1000_shuffles_of_seed_0():
-    from sklearn.metrics import adjusted_rand_score
-
-    from babel.families.stats import agreement, ari_batch, cluster_tree, cut_tree
-
     sim = _planted_table_sim()
     script = np.array([0, 0, 1, 2, 3, 3, 3, 4])
     ag = agreement(sim, script)
@@ -398,8 +394,6 @@ def test_agreement_defaults_are_1000_shuffles_of_seed_0():
 
 
 def test_agreement_uses_the_tree_it_is_given():
-    from babel.families.stats import agreement, cluster_tree
-
     pairs = np.array([[1.0, .9, 0, 0], [.9, 1, 0, 0], [0, 0, 1, .9], [0, 0, .9, 1]])
     across = pairs[np.ix_([0, 2, 1, 3], [0, 2, 1, 3])]  # pairs 0-2 and 1-3 instead
     labels = [0, 0, 1, 1]
@@ -410,8 +404,6 @@ def test_agreement_uses_the_tree_it_is_given():
 
 @pytest.mark.parametrize("labels", [["a"] * 5, list("abcde")])
 def test_agreement_is_undefined_for_one_group_or_only_singletons(labels):
-    from babel.families.stats import agreement
-
     ag = agreement(np.eye(5), labels, n_permutations=10)
     assert set(ag) == {"n_groups", "ari", "nmi", "ari_p"}
     assert ag["n_groups"] == len(set(labels))
@@ -419,8 +411,6 @@ def test_agreement_is_undefined_for_one_group_or_only_singletons(labels):
 
 
 def test_arrangements_with_labels_missing_from_a_stratum():
-    from babel.families.stats import n_arrangements
-
     # stratum x: a a b (3 groupings); stratum y: c c d (3): labels a, b absent from y
     assert n_arrangements(list("aabccd"), list("xxxyyy")) == pytest.approx(9)
     # astronomically many arrangements are capped at e^700 (no float overflow)
@@ -428,8 +418,6 @@ def test_arrangements_with_labels_missing_from_a_stratum():
 
 
 def test_cluster_tree_of_a_boolean_similarity():
-    from babel.families.stats import cluster_tree
-
     same = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
     # distances 1 - similarity: 0 within {0, 1}, 1 to item 2
     np.testing.assert_allclose(cluster_tree(same)[:, 2], [0.0, 1.0])
