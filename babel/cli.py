@@ -44,9 +44,9 @@ from babel.figures.heatmaps import frequency_heatmaps
 from babel.models.loading import load_tokenizer
 from babel.models.surgery import prune_model, save_pruned
 from babel.profile import distributed
-from babel.report.__main__ import main as report_main
 from babel.profile.cache import write_frequency_table
 from babel.prune.masks import keep_mask, neuron_keep_mask
+from babel.report.__main__ import main as report_main
 
 
 def _corpus(args: argparse.Namespace) -> int:
