@@ -77,6 +77,31 @@ def mask_neurons(model: nn.Module, keep: Tensor | Sequence[Tensor]) -> Iterator[
 
 
 @contextlib.contextmanager
+def add_ffn_bias(model: nn.Module, bias: Tensor | Sequence[Tensor]) -> Iterator[None]:
+    """Add ``bias[l]`` (``[L, d_model]``) to every FFN's output, ``down(h) + bias[l]``; detach on
+    exit, even on error (pruning compensation, :mod:`babel.prune.compensation`)."""
+    views = ffn_layers(model)
+    biases = [torch.as_tensor(b) for b in bias]
+    if len(biases) != len(views):
+        raise ValueError(f"bias has {len(biases)} layers, the model {len(views)}")
+    handles = []
+
+    def make(b: Tensor):
+        def hook(_module: nn.Module, _args, out: Tensor) -> Tensor:
+            return out + b.to(device=out.device, dtype=out.dtype)
+
+        return hook
+
+    try:
+        for v, b in zip(views, biases, strict=True):
+            handles.append(v.down.register_forward_hook(make(b)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
 def trace_pre_activations(model: nn.Module, fn: Callable[[int, Tensor], None], *,
                           gated_only: bool = False) -> Iterator[list[FFNLayer]]:
     """Call ``fn(layer_index, pre)`` with every FFN's pre-activation; detach on exit, even on error.

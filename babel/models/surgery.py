@@ -189,7 +189,7 @@ def slice_ffn_(model: nn.Module, keep_neurons) -> nn.Module:
     return model
 
 
-def prune_model(model: nn.Module, keep_neurons) -> nn.Module:
+def prune_model(model: nn.Module, keep_neurons, *, bias=None) -> nn.Module:
     """A pruned copy of ``model``: FFN gate/up rows and down columns sliced to kept neurons.
 
     The original is untouched (its FFN projections are not even copied: the copy gets new,
@@ -200,6 +200,8 @@ def prune_model(model: nn.Module, keep_neurons) -> nn.Module:
     Args:
         model: A causal LM with gated (``nn.Linear``) or GPT-2 (``Conv1D``) FFNs.
         keep_neurons: ``[L, N]`` bool (numpy, tensor or list of per-layer masks).
+        bias: ``[L, d_model]`` compensation added to every FFN output
+            (:mod:`babel.prune.compensation`), or ``None``.
 
     Returns:
         The pruned model (eval mode, same device and dtype).
@@ -214,7 +216,45 @@ def prune_model(model: nn.Module, keep_neurons) -> nn.Module:
     new = copy.deepcopy(model, memo)
     slice_ffn_(new, keep_neurons)
     new.babel_keep_neurons = np.stack([np.asarray(k, dtype=bool) for k in keep_neurons])
+    if bias is not None:
+        from babel.prune.compensation import carries_bias, fold_bias_
+
+        fold_bias_(new, bias, all_projections=carries_bias(new))
+        new.babel_bias = np.asarray(bias, dtype=np.float64)
     return new.eval()
+
+
+BIAS_FILE = "compensation.npz"
+
+
+@contextlib.contextmanager
+def _bias_layout(model: nn.Module, bias) -> Iterator[str | None]:
+    """How a folder carries ``model``'s compensation bias: ``"mlp_bias"`` (the config's flag set
+    for the save), ``"sidecar"`` (the down biases left out of the weights for the save, the
+    bias written to :data:`BIAS_FILE`) or ``None`` (no bias)."""
+    if bias is None:
+        yield None
+        return
+    from babel.prune.compensation import carries_bias
+
+    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
+    if carries_bias(model):
+        old = cfg.mlp_bias
+        cfg.mlp_bias = True
+        try:
+            yield "mlp_bias"
+        finally:
+            cfg.mlp_bias = old
+        return
+    downs = [v.down for v in ffn_layers(model)]
+    saved = [d.bias for d in downs]
+    for d in downs:
+        d.bias = None
+    try:
+        yield "sidecar"
+    finally:
+        for d, b in zip(downs, saved, strict=True):
+            d.bias = b
 
 
 def ffn_sizes(model: nn.Module) -> list[int]:
@@ -252,15 +292,24 @@ def save_pruned(model: nn.Module, folder: Path, *, keep_neurons=None,
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    bias = getattr(model, "babel_bias", None)
     try:
-        with padded_ffn(model, size) as padded:
+        with _bias_layout(model, bias) as how, padded_ffn(model, size) as padded:
             padded.save_pretrained(str(tmp), safe_serialization=True)
         write_npz(tmp / MASK_FILE, keep=keep)
+        if how == "sidecar":
+            write_npz(tmp / BIAS_FILE, bias=np.asarray(bias, dtype=np.float64))
+        comp = {None: None, "mlp_bias": "in the weights (mlp_bias: true); plain transformers "
+                "loads the compensated model",
+                "sidecar": f"in {BIAS_FILE}: this architecture has no FFN output bias, so plain "
+                "transformers loads the pruned model WITHOUT compensation; babel's load_pruned "
+                "applies it"}[how]
         hashes = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())
                   if f.suffix in (".safetensors", ".npz")}
         write_json(tmp / META_FILE, {"base_model": model_name(model), "dtype": str(
             next(model.parameters()).dtype), "ffn_sizes": sizes, "padded_size": size,
-            "kept_share": float(keep.mean()), "sha256": hashes, **(meta or {})})
+            "kept_share": float(keep.mean()), "sha256": hashes, "compensation": comp,
+            "compensation_layout": how, **(meta or {})})
         old = folder.parent / f".{folder.name}.old"
         if old.exists():
             shutil.rmtree(old)
@@ -299,6 +348,15 @@ def load_pruned(folder: Path) -> nn.Module:
     sizes = np.asarray(meta["ffn_sizes"])
     padded = np.arange(int(meta["padded_size"]))[None, :] < sizes[:, None]
     slice_ffn_(model, padded)
+    if meta.get("compensation_layout") == "sidecar":
+        from babel.prune.compensation import fold_bias_
+
+        with np.load(folder / BIAS_FILE, allow_pickle=False) as z:
+            model.babel_bias = z["bias"]
+        fold_bias_(model, model.babel_bias)
+    elif meta.get("compensation_layout") == "mlp_bias":
+        model.babel_bias = np.stack([v.down.bias.detach().double().cpu().numpy()
+                                     for v in ffn_layers(model)])
     model.babel_name = meta.get("base_model", "model")
     model.babel_keep_neurons = keep
     return model.eval()

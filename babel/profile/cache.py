@@ -8,6 +8,7 @@ Every cached profile is verified before use and rebuilt when it fails (:mod:`bab
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Iterable, Sequence
@@ -20,14 +21,14 @@ from torch import nn
 from babel.construct.partition import Partition
 from babel.core import paths
 from babel.core.artifacts import atomic_path, config_dict, sha256_file
-from babel.core.cache import CacheStale, load_or_build, read_meta
+from babel.core.cache import CacheError, CacheStale, load_or_build, read_meta
 from babel.core.config import ProfileConfig
 from babel.data.checks import check_user_text
 from babel.data.chunking import TokenChunks, chunk_texts
 from babel.data.corpus import SPLIT_RULE, load_items, user_file
 from babel.models.loading import model_name as _name
 from babel.profile import distributed
-from babel.profile.profiler import Profile, profile_chunks
+from babel.profile.profiler import STATISTICS, Profile, profile_chunks
 
 
 def _corpus_digest(lang: str, source: str, path: str | None = None) -> str:
@@ -81,7 +82,7 @@ def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: st
     meta = {"model": name, "lang": lang, "config": cfg.as_dict(),
             "partition": config_dict(partition.config),
             "partition_weights_sha256": partition.weights_sha256,
-            "corpus": _corpus_digest(lang, cfg.source, cfg.path)}
+            "corpus": _corpus_digest(lang, cfg.source, cfg.path), "statistics": STATISTICS}
 
     def load() -> Profile:
         return _load_cached(path, lang, meta, partition)
@@ -96,7 +97,16 @@ def profile_language(model: nn.Module, tokenizer, partition: Partition, lang: st
 
 
 def _load_cached(path: Path, lang: str, meta: dict, partition: Partition) -> Profile:
-    """The cached profile at ``path`` if it is sound and made with ``meta``'s settings."""
+    """The cached profile at ``path`` if it is sound and made with ``meta``'s settings.
+
+    A profile saved with other statistics (an older babel) is stale, not broken: it is
+    computed again without a warning.
+    """
+    meta_path = path.with_suffix(".json")
+    if meta_path.exists() and path.exists():
+        with contextlib.suppress(CacheError):
+            if read_meta(meta_path).get("statistics") != meta["statistics"]:
+                raise CacheStale(f"{path} holds other statistics ({STATISTICS} needed)")
     prof = Profile.load(path, lang, n_layers=partition.n_layers, n_experts=partition.n_experts,
                         n_neurons=partition.n_neurons)
     saved = read_meta(path.with_suffix(".json"))

@@ -200,11 +200,14 @@ def _combine(local: Profile, sizes: list[int]) -> Profile:
 
     active = summed(local.neuron_active, torch.int64)
     abs_sum = summed(local.neuron_abs, torch.float64)
+    sum_h = summed(local.neuron_sum, torch.float64)
+    sum_sq = summed(local.neuron_sq, torch.float64)
     counts = summed(local.counts, torch.int64)
     chunk_counts, chunk_tokens = gathered(local.chunk_counts), gathered(local.chunk_tokens)
     if not np.array_equal(chunk_counts.sum(0, dtype=np.int64), counts):
         raise RuntimeError("gathered per-chunk counts do not add up to the summed counts")
-    return Profile(local.lang, chunk_counts, chunk_tokens, active, abs_sum, local.items_sha256)
+    return Profile(local.lang, chunk_counts, chunk_tokens, active, abs_sum, local.items_sha256,
+                   neuron_sum=sum_h, neuron_sq=sum_sq)
 
 
 def _broadcast(obj: Any = None) -> Any:

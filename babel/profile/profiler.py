@@ -9,7 +9,10 @@ experts of each token and only **counts** are kept:
 - ``chunk_tokens`` ``[C]``: counted tokens per chunk (padding never counts; BOS optional);
 - ``neuron_active`` ``[L, N]``: tokens on which ``act(gate·x) > 0`` (LAPE's "active";
   ``h > 0`` for plain FFNs) — for GELU/SiLU/ReLU gates this is ``gate·x > 0``;
-- ``neuron_abs`` ``[L, N]``: the sum of ``|h|``.
+- ``neuron_abs`` ``[L, N]``: the sum of ``|h|``;
+- ``neuron_sum`` / ``neuron_sq`` ``[L, N]``: the sums of ``h`` and ``h²`` (the first two
+  moments: mean output for compensation, variance for FLAP-style fluctuation scores,
+  :mod:`babel.prune.importance`).
 
 
 Frequency = counts / tokens. Counts are additive over disjoint token sets. Memory is bounded
@@ -49,6 +52,31 @@ class Profile:
     neuron_active: np.ndarray  # [L, N] int64
     neuron_abs: np.ndarray  # [L, N] float64
     items_sha256: str = ""  # which corpus items were profiled (ids, in order)
+    neuron_sum: np.ndarray | None = None  # [L, N] float64: Σh (None: not recorded)
+    neuron_sq: np.ndarray | None = None  # [L, N] float64: Σh²
+
+    @property
+    def has_moments(self) -> bool:
+        """Whether Σh and Σh² were recorded (profiles written before they existed lack them)."""
+        return self.neuron_sum is not None and self.neuron_sq is not None
+
+    @property
+    def neuron_mean(self) -> np.ndarray:
+        """``[L, N]`` mean ``h`` per neuron over the counted tokens."""
+        self._need_moments()
+        return self.neuron_sum / max(self.tokens, 1)
+
+    @property
+    def neuron_var(self) -> np.ndarray:
+        """``[L, N]`` variance of ``h`` per neuron over the counted tokens (population, ≥ 0)."""
+        self._need_moments()
+        t = max(self.tokens, 1)
+        return np.maximum(self.neuron_sq / t - (self.neuron_sum / t) ** 2, 0.0)
+
+    def _need_moments(self) -> None:
+        if not self.has_moments:
+            raise ValueError(f"the profile of {self.lang!r} has no Σh/Σh² statistics: profile "
+                             f"it again with this version of babel")
 
     @property
     def counts(self) -> np.ndarray:
@@ -74,7 +102,9 @@ class Profile:
                        np.concatenate([self.chunk_counts, other.chunk_counts]),
                        np.concatenate([self.chunk_tokens, other.chunk_tokens]),
                        self.neuron_active + other.neuron_active,
-                       self.neuron_abs + other.neuron_abs)
+                       self.neuron_abs + other.neuron_abs,
+                       neuron_sum=_add(self.neuron_sum, other.neuron_sum),
+                       neuron_sq=_add(self.neuron_sq, other.neuron_sq))
 
     def save(self, path: Path, meta: dict) -> None:
         """Write counts (``path``, ``.npz``), then the settings that made them (``.json``).
@@ -87,8 +117,10 @@ class Profile:
                     **self._arrays())
 
     def _arrays(self) -> dict[str, np.ndarray]:
+        self._need_moments()
         return {"chunk_counts": self.chunk_counts, "chunk_tokens": self.chunk_tokens,
-                "neuron_active": self.neuron_active, "neuron_abs": self.neuron_abs}
+                "neuron_active": self.neuron_active, "neuron_abs": self.neuron_abs,
+                "neuron_sum": self.neuron_sum, "neuron_sq": self.neuron_sq}
 
     @classmethod
     def load(cls, path: Path, lang: str, *, items_sha256: str = "",
@@ -112,10 +144,11 @@ class Profile:
         z, meta = load_arrays(path, path.with_suffix(".json"), PROFILE_ARRAYS)
         if meta.get("lang") != lang:
             raise CacheError(f"{path} holds the profile of {meta.get('lang')!r}, not {lang!r}")
-        cc, ct, act, ab = (z[k] for k in PROFILE_ARRAYS)
+        cc, ct, act, ab, sm, sq = (z[k] for k in PROFILE_ARRAYS)
         ok = (cc.ndim == 3 and cc.dtype.kind in "iu" and ct.shape == cc.shape[:1]
               and ct.dtype.kind in "iu" and act.ndim == 2 and act.dtype.kind in "iu"
-              and ab.shape == act.shape and ab.dtype.kind == "f" and act.shape[0] == cc.shape[1])
+              and all(a.shape == act.shape and a.dtype.kind == "f" for a in (ab, sm, sq))
+              and act.shape[0] == cc.shape[1])
         if not ok:
             raise CacheError(f"{path} has inconsistent arrays (counts {list(cc.shape)}, tokens "
                              f"{list(ct.shape)}, neurons {list(act.shape)})")
@@ -124,10 +157,19 @@ class Profile:
                                 ("neurons per layer", act.shape[1], n_neurons)):
             if want is not None and got != want:
                 raise CacheError(f"{path} has {got} {what}, the partition has {want}")
-        return cls(lang, cc, ct, act, ab, items_sha256 or str(meta.get("items_sha256", "")))
+        return cls(lang, cc, ct, act, ab, items_sha256 or str(meta.get("items_sha256", "")),
+                   neuron_sum=sm, neuron_sq=sq)
 
 
-PROFILE_ARRAYS = ("chunk_counts", "chunk_tokens", "neuron_active", "neuron_abs")
+PROFILE_ARRAYS = ("chunk_counts", "chunk_tokens", "neuron_active", "neuron_abs", "neuron_sum",
+                  "neuron_sq")
+#: What a saved profile holds (in its settings: profiles saved with other statistics are
+#: computed again, never mixed).
+STATISTICS = "counts,active,abs,sum,sq"
+
+
+def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None or b is None else a + b
 
 
 def valid_mask(input_ids: Tensor, attention_mask: Tensor, *, bos_id: int | None,
@@ -160,6 +202,8 @@ class _Tally:
         device = next(model.parameters()).device
         self.active = torch.zeros(n_layers, n, dtype=torch.float64, device=device)
         self.abs = torch.zeros(n_layers, n, dtype=torch.float64, device=device)
+        self.sum = torch.zeros(n_layers, n, dtype=torch.float64, device=device)
+        self.sq = torch.zeros(n_layers, n, dtype=torch.float64, device=device)
         self.scores: list[Tensor | None] = [None] * n_layers
         self.validf: Tensor | None = None  # [B*T] float
 
@@ -167,7 +211,10 @@ class _Tally:
         flat = _at_least_fp32(h.detach().reshape(-1, h.shape[-1]))
         a = flat.abs()
         self.scores[i] = F.avg_pool1d(a.unsqueeze(1), self.partition.expert_size).squeeze(1)
-        self.abs[i] += self.validf.to(a.dtype) @ a
+        v = self.validf.to(a.dtype)
+        self.abs[i] += v @ a
+        self.sum[i] += v @ flat
+        self.sq[i] += v @ (flat * flat)
         if self.views[i].kind == "plain":
             self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
 
@@ -187,14 +234,17 @@ class _Tally:
         """``[B, L, E]`` per-chunk selection counts of the last batch."""
         return self.batch_selection(valid).sum(1, dtype=torch.int32).cpu()
 
-    def neuron_stats(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(active counts, |h| sums) in the original neuron order."""
-        active = np.zeros(self.active.shape, np.int64)
-        abs_sum = np.zeros(self.abs.shape, np.float64)
+    def neuron_stats(self, order: np.ndarray) -> dict[str, np.ndarray]:
+        """Active counts, Σ|h|, Σh and Σh² (``neuron_*`` fields) in the original neuron order."""
         rows = np.arange(order.shape[0])[:, None]
-        active[rows, order] = self.active.round().cpu().numpy().astype(np.int64)
-        abs_sum[rows, order] = self.abs.cpu().numpy()
-        return active, abs_sum
+        out = {}
+        for name, acc in (("neuron_active", self.active), ("neuron_abs", self.abs),
+                          ("neuron_sum", self.sum), ("neuron_sq", self.sq)):
+            a = np.zeros(acc.shape, np.int64 if name == "neuron_active" else np.float64)
+            vals = acc.cpu().numpy()
+            a[rows, order] = vals.round().astype(np.int64) if name == "neuron_active" else vals
+            out[name] = a
+        return out
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
@@ -258,5 +308,4 @@ def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
     cc = (torch.cat(chunk_counts).numpy() if chunk_counts
           else np.zeros((0, n_layers, n_exp), np.int32))
     ct = torch.cat(chunk_tokens).numpy().astype(np.int64) if chunk_tokens else np.zeros(0, np.int64)
-    active, abs_sum = tally.neuron_stats(partition.order)
-    return Profile(lang, cc, ct, active, abs_sum)
+    return Profile(lang, cc, ct, **tally.neuron_stats(partition.order))

@@ -18,6 +18,7 @@ bootstrap interval over the paired rounds is narrow enough.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from babel.data.chunking import TokenChunks, chunk_texts
 from babel.data.corpus import load_items
 from babel.models.ffn import body
-from babel.models.hooks import mask_neurons
+from babel.models.hooks import add_ffn_bias, mask_neurons
 from babel.prune.intervals import ratio_interval
 
 
@@ -183,14 +184,20 @@ def evaluation_chunks(tokenizer, lang: str, *, seq_len: int = 128, max_tokens: i
 
 def masked_perplexity(model: nn.Module, chunks: TokenChunks, keep_neurons=None, *,
                       batch_size: int = 8, positions_per_slice: int = 256,
-                      bos_id: int | None = None) -> Perplexity:
-    """:func:`perplexity` of the dense model with the neurons outside ``keep_neurons`` zeroed."""
+                      bos_id: int | None = None, bias: np.ndarray | None = None) -> Perplexity:
+    """:func:`perplexity` of the dense model with the neurons outside ``keep_neurons`` zeroed
+    (and ``bias`` ``[L, d_model]`` added to every FFN output: compensation)."""
 
-    if keep_neurons is None:
+    if keep_neurons is None and bias is None:
         return perplexity(model, chunks, batch_size=batch_size,
                           positions_per_slice=positions_per_slice, bos_id=bos_id)
-    keep = torch.as_tensor(np.asarray(keep_neurons, dtype=bool))
-    with mask_neurons(model, keep):
+    stack = contextlib.ExitStack()
+    if keep_neurons is not None:
+        stack.enter_context(mask_neurons(model, torch.as_tensor(np.asarray(keep_neurons,
+                                                                            dtype=bool))))
+    if bias is not None:
+        stack.enter_context(add_ffn_bias(model, torch.as_tensor(np.asarray(bias))))
+    with stack:
         hidden = body_hidden(model, chunks.input_ids, chunks.attention_mask,
                              batch_size=batch_size)
     return head_nll(model, hidden, chunks.input_ids, chunks.attention_mask, bos_id=bos_id,
@@ -202,7 +209,8 @@ class Evaluator:
 
     ``ev(keep_neurons, lang)`` runs the masked body once per distinct (mask content,
     language) and the head on its hidden states; a mask met again (the cross-language
-    diagonal, the dense model) is a lookup.
+    diagonal, the dense model) is a lookup. ``ev(keep_neurons, lang, bias=b)`` adds the
+    compensation bias ``b`` ``[L, d_model]`` to every FFN output (memoised by its content too).
     """
 
     def __init__(self, model: nn.Module, chunks: Mapping[str, TokenChunks], *,
@@ -226,23 +234,32 @@ class Evaluator:
         k = np.ascontiguousarray(np.asarray(keep_neurons, dtype=bool))
         return hashlib.sha1(np.packbits(k).tobytes() + str(k.shape).encode()).hexdigest()
 
-    def __call__(self, keep_neurons, lang: str) -> Perplexity:
+    @staticmethod
+    def bias_key(bias) -> str:
+        if bias is None:
+            return ""
+        import hashlib
+
+        b = np.ascontiguousarray(np.asarray(bias, dtype=np.float64))
+        return "+b" + hashlib.sha1(b.tobytes() + str(b.shape).encode()).hexdigest()
+
+    def __call__(self, keep_neurons, lang: str, *, bias=None) -> Perplexity:
         if lang not in self.chunks:
             raise KeyError(f"no evaluation chunks for {lang!r}: the evaluator has "
                            f"{sorted(self.chunks)}")
-        key = (self.mask_key(keep_neurons), lang)
+        key = (self.mask_key(keep_neurons) + self.bias_key(bias), lang)
         if key not in self.memo:
             t0 = time.perf_counter()
             self.memo[key] = masked_perplexity(
                 self.model, self.chunks[lang], keep_neurons, batch_size=self.batch_size,
-                positions_per_slice=self.positions_per_slice, bos_id=self.bos_id)
+                positions_per_slice=self.positions_per_slice, bos_id=self.bos_id, bias=bias)
             self.seconds += time.perf_counter() - t0
             self.runs += 1
         return self.memo[key]
 
-    def rise(self, keep_neurons, lang: str) -> float:
+    def rise(self, keep_neurons, lang: str, *, bias=None) -> float:
         """Relative perplexity rise over the dense model: ``ppl / ppl_dense - 1``."""
-        return self(keep_neurons, lang).ppl / self(None, lang).ppl - 1.0
+        return self(keep_neurons, lang, bias=bias).ppl / self(None, lang).ppl - 1.0
 
 
 @torch.no_grad()

@@ -157,6 +157,49 @@ def adaptive_counts(freq: np.ndarray, share: float) -> np.ndarray:
     return allocate(effective_experts(f), kept_budget(share, n_layers, n_exp), n_exp)
 
 
+def sensitivity_counts(rise: np.ndarray, share: float, n_experts: int, *,
+                       floor: float = 1e-4) -> np.ndarray:
+    """``[L]`` kept experts per layer from measured per-layer sensitivity (sums to the budget).
+
+    ``rise[l]`` is the perplexity rise when a fixed share of layer ``l``'s least important
+    experts is removed, all other layers intact (:func:`babel.prune.methods.layer_sensitivity`).
+    Design choice: a quadratic model of the loss near the dense model, ``Δ_l(r) ≈ a_l·r²``
+    (``a_l ∝ rise[l]``), minimised under a fixed total removal, gives removals ``r_l ∝ 1 /
+    a_l``: each layer gives up experts in inverse proportion to its sensitivity,
+    water-filled so that every layer keeps at least one expert (a linear model would put all
+    the removal on the single least sensitive layer). Rises below ``floor`` (or negative:
+    removing helped) count as ``floor``.
+
+    Args:
+        rise: ``[L]`` measured rises.
+        share: Kept share ``k`` of all experts.
+        n_experts: Experts per layer ``E``.
+    """
+    r = np.asarray(rise, dtype=np.float64)
+    if r.ndim != 1 or r.size == 0 or not np.isfinite(r).all():
+        raise ValueError(f"rise must be a finite [L] vector, got {r!r}: pass layer_sensitivity()")
+    n_layers = r.size
+    removed = n_layers * n_experts - kept_budget(share, n_layers, n_experts)
+    if removed == 0:
+        return np.full(n_layers, n_experts, dtype=np.int64)
+    if removed < n_layers:  # fewer removals than layers: the least sensitive layers lose one
+        counts = np.full(n_layers, n_experts, dtype=np.int64)
+        counts[np.argsort(r, kind="stable")[:removed]] -= 1
+        return counts
+    # allocate() hands out counts in [1, E]; one less of each is a removal in [0, E-1]
+    return n_experts - (allocate(1.0 / np.maximum(r, floor), removed + n_layers, n_experts) - 1)
+
+
+def keep_top(score: np.ndarray, counts: np.ndarray | Sequence[int]) -> np.ndarray:
+    """``[L, E]`` keep-mask of the ``counts[l]`` highest-scored experts of each layer (ties
+    broken by the fixed-seed order of every ranking here)."""
+    s = _check_freq(score)
+    c = np.asarray(counts, dtype=np.int64)
+    if c.shape != (s.shape[0],) or (c < 0).any() or (c > s.shape[1]).any():
+        raise ValueError(f"counts must be a [L={s.shape[0]}] vector in [0, {s.shape[1]}]")
+    return _top_per_layer(s, c)
+
+
 def keep_mask(freq: np.ndarray, share: float, *, allocation: Allocation = "global") -> np.ndarray:
     """Frequency-based expert keep-mask ``[L, E]`` of one language at kept share ``share``.
 

@@ -1,0 +1,374 @@
+"""Pruning methods compared: importance score × compensation × allocation, quality against speed.
+
+A :class:`Method` is one way to choose and remove experts for a language at kept share ``k``:
+
+- an importance **score** (:mod:`babel.prune.importance`: ``frequency``, the paper's, and the
+  magnitude scores ``mass``, ``weighted``, ``fluctuation``, or a ``-contrast`` variant);
+- **compensation** (:mod:`babel.prune.compensation`): the removed experts' mean output on
+  the language's profiling split added back as a constant bias, or none;
+- an **allocation** of the budget over layers: ``global`` (rank all L·E experts together),
+  ``adaptive`` (per-layer counts ∝ the layer's effective number of experts,
+  :func:`babel.prune.masks.adaptive_counts`) or ``sensitivity`` (per-layer counts from the
+  measured rise when one layer at a time loses a fixed share,
+  :func:`layer_sensitivity` and :func:`babel.prune.masks.sensitivity_counts`).
+
+:func:`run_frontier` evaluates them in stages (a full grid is too slow for 2 CPU cores; the
+``full`` parameters widen every stage):
+
+1. **screen** every score × compensation at the screening shares (global allocation);
+2. the ``-contrast`` variant of the best screened score;
+3. the other allocations for the best so far (sensitivity measured once, on a pooled sample
+   of the pruning languages' **profiling** items: a property of the layer more than of the
+   language, and 18 evaluations instead of 18 per language);
+4. the best method at every kept share, and the random floor (uniform random experts).
+
+"Best" is the lowest mean, over the screening shares, of the median rise over languages.
+Perplexity is always on the **evaluation** split; scores, means and sensitivity come from
+the profiling split only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from babel.construct.partition import Partition
+from babel.models.surgery import prune_model
+from babel.profile.classes import specificity_z
+from babel.profile.profiler import Profile
+from babel.prune import importance as imp
+from babel.prune.compensation import removed_mean_bias
+from babel.prune.evaluation import Evaluator, throughput
+from babel.prune.masks import (
+    ALLOCATIONS,
+    keep_mask,
+    keep_top,
+    neuron_keep_mask,
+    sensitivity_counts,
+    uniform_random_mask,
+)
+
+METHOD_ALLOCATIONS = (*ALLOCATIONS, "sensitivity")
+RANDOM = "random"
+#: The columns of the frontier table (``build/results/pruning_methods_<model>.csv``).
+COLUMNS = ("method", "compensation", "allocation", "k", "language", "ppl_dense", "ppl_pruned",
+           "rise", "body_speedup", "e2e_speedup")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One pruning method: importance score, compensation (``"none"``/``"mean"``), allocation."""
+
+    score: str
+    compensation: str = "none"
+    allocation: str = "global"
+
+    def __post_init__(self):
+        if self.score != RANDOM:
+            imp.check_score(self.score)
+        if self.compensation not in ("none", "mean"):
+            raise ValueError(f"compensation must be 'none' or 'mean', got {self.compensation!r}")
+        if self.allocation not in (*METHOD_ALLOCATIONS, "uniform"):
+            raise ValueError(f"allocation must be one of {METHOD_ALLOCATIONS}, got "
+                             f"{self.allocation!r}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.score} · {self.compensation} · {self.allocation}"
+
+    def key(self) -> tuple[str, str, str]:
+        return (self.score, self.compensation, self.allocation)
+
+
+def method_mask(method: Method, score: np.ndarray, share: float, *,
+                sensitivity: np.ndarray | None = None) -> np.ndarray:
+    """``[L, E]`` keep-mask of ``method`` from one language's ``score`` at kept share ``share``.
+
+    ``frequency`` with ``global`` allocation is exactly the paper-style mask of
+    :func:`babel.prune.masks.keep_mask`; the magnitude scores are ranked as each expert's
+    share of its layer (:func:`babel.prune.importance.ranking_score`).
+    """
+    values = imp.ranking_score(method.score, score)
+    if method.allocation == "sensitivity":
+        if sensitivity is None:
+            raise ValueError("the sensitivity allocation needs the measured per-layer rises: "
+                             "pass sensitivity=layer_sensitivity(...)")
+        return keep_top(values, sensitivity_counts(sensitivity, share, values.shape[1]))
+    return keep_mask(values, share, allocation=method.allocation)
+
+
+def layer_sensitivity(ev: Evaluator, score: np.ndarray, partition: Partition, *, key: str,
+                      removed_share: float = 0.25,
+                      bias_fn: Callable[[np.ndarray], np.ndarray | None] | None = None
+                      ) -> np.ndarray:
+    """``[L]`` perplexity rise when layer ``l`` alone loses its least important experts.
+
+    Args:
+        ev: Evaluator whose chunks ``key`` are the sample to measure on (profiling items).
+        score: ``[L, E]`` importance (the pooled score of the languages).
+        partition: The expert partition.
+        key: The evaluator's chunk name.
+        removed_share: Share of a layer's experts removed (its lowest-scored ones).
+        bias_fn: Compensation bias of a neuron keep-mask, or None.
+    """
+    s = np.asarray(score, dtype=np.float64)
+    n_layers, n_exp = s.shape
+    n_remove = max(1, round(removed_share * n_exp))
+    out = np.zeros(n_layers)
+    for layer in range(n_layers):
+        counts = np.full(n_layers, n_exp, dtype=np.int64)
+        counts[layer] = n_exp - n_remove
+        nm = neuron_keep_mask(keep_top(s, counts), partition)
+        out[layer] = ev.rise(nm, key, bias=None if bias_fn is None else bias_fn(nm))
+    return out
+
+
+class Scores:
+    """Importance matrices ``[L, E]`` per (score, language), computed once each."""
+
+    def __init__(self, profiles: Mapping[str, Profile], partition: Partition,
+                 norms: np.ndarray | None):
+        self.profiles, self.partition, self.norms = profiles, partition, norms
+        self._cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def __call__(self, name: str, lang: str) -> np.ndarray:
+        if name not in self._cache:
+            self._cache[name] = imp.importance(self.profiles, name, self.partition,
+                                               norms=self.norms)
+        return self._cache[name][lang]
+
+    def pooled(self, name: str, languages: Sequence[str]) -> np.ndarray:
+        """The languages' ranking scores summed (the sensitivity measurement's ranking)."""
+        return sum(imp.ranking_score(name, self(name, x)) for x in languages)
+
+
+@dataclasses.dataclass
+class Frontier:
+    """What :func:`run_frontier` measured."""
+
+    table: pd.DataFrame  # one row per (method, k, language): COLUMNS minus the speed
+    best: Method
+    screen: pd.DataFrame  # median rise per method and screening share
+    sensitivity: dict[str, list[float]]  # per score: [L] measured rises
+    masks: dict[tuple, np.ndarray]  # (score, comp, alloc, k, lang) -> [L, N] neuron keep
+    biases: dict[tuple, np.ndarray | None]
+
+
+def median_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Median rise over languages per (method, compensation, allocation, k)."""
+    return (table.groupby(["method", "compensation", "allocation", "k"], sort=False)["rise"]
+            .median().rename("median_rise").reset_index())
+
+
+def best_method(table: pd.DataFrame, shares: Sequence[float]) -> Method:
+    """The non-random method with the lowest mean (over ``shares``) median rise."""
+    med = median_table(table[(table.method != RANDOM) & table.k.isin(list(shares))])
+    full = med.groupby(["method", "compensation", "allocation"], sort=False).filter(
+        lambda g: set(g.k) >= set(shares))
+    score = full.groupby(["method", "compensation", "allocation"], sort=False)["median_rise"].mean()
+    return Method(*score.idxmin())
+
+
+def run_frontier(ev: Evaluator, model: nn.Module, profiles: Mapping[str, Profile],
+                 partition: Partition, *, languages: Sequence[str], scores: Sequence[str],
+                 compensations: Sequence[str], allocations: Sequence[str],
+                 screen_shares: Sequence[float], kept_shares: Sequence[float],
+                 seeds: Sequence[int], sensitivity_ev: Evaluator | None = None,
+                 sensitivity_share: float = 0.25, contrast: bool = True,
+                 full_grid: bool = False, log: Callable[[str], None] = print) -> Frontier:
+    """Evaluate pruning methods in stages (module docstring) on ``languages``.
+
+    Args:
+        ev: Evaluator on the evaluation split, one chunk set per language.
+        model: The dense model (down-projection norms, compensation biases).
+        profiles: Profiles of every experiment language (contrast takes its mean over all).
+        partition: The expert partition.
+        languages: The pruning languages.
+        scores: Base scores to screen.
+        compensations: ``"none"`` and/or ``"mean"``.
+        allocations: Allocations to try for the best method (``global`` always screened).
+        screen_shares: Kept shares of the screen (and of "best").
+        kept_shares: Every kept share of the frontier (the best method and the random floor).
+        seeds: Seeds of the random floor (uniform random experts).
+        sensitivity_ev: Evaluator with chunks ``"pooled"`` (profiling items) for the sensitivity
+            allocation.
+        sensitivity_share: Share of one layer's experts removed to measure its sensitivity.
+        contrast: Try the ``-contrast`` variant of the best screened score.
+        full_grid: Every (score, compensation, allocation) at every kept share (slow).
+        log: Progress lines.
+    """
+    norms = imp.down_norms(model)
+    sc = Scores(profiles, partition, norms)
+    rows, masks, biases = [], {}, {}
+    sensitivity: dict[str, list[float]] = {}
+
+    def bias_for(lang: str):
+        mean = profiles[lang].neuron_mean
+        return lambda nm: removed_mean_bias(model, mean, nm)
+
+    def pooled_bias(nm):
+        return removed_mean_bias(model, sum(profiles[x].neuron_sum for x in languages)
+                                 / max(sum(profiles[x].tokens for x in languages), 1), nm)
+
+    def sens(m: Method) -> np.ndarray:
+        if m.score not in sensitivity:
+            if sensitivity_ev is None:
+                raise ValueError("the sensitivity allocation needs sensitivity_ev (profiling "
+                                 "items of the pruning languages, chunks named 'pooled')")
+            sensitivity[m.score] = layer_sensitivity(
+                sensitivity_ev, sc.pooled(m.score, languages), partition, key="pooled",
+                removed_share=sensitivity_share,
+                bias_fn=pooled_bias if m.compensation == "mean" else None).tolist()
+        return np.asarray(sensitivity[m.score])
+
+    def evaluate(m: Method, shares: Sequence[float]) -> None:
+        done = {(r["method"], r["compensation"], r["allocation"], r["k"]) for r in rows}
+        for k in shares:
+            if (*m.key(), k) in done:
+                continue
+            for lang in languages:
+                sv = sens(m) if m.allocation == "sensitivity" else None
+                nm = neuron_keep_mask(method_mask(m, sc(m.score, lang), k, sensitivity=sv),
+                                      partition)
+                b = bias_for(lang)(nm) if m.compensation == "mean" else None
+                masks[(*m.key(), k, lang)], biases[(*m.key(), k, lang)] = nm, b
+                rows.append(_row(ev, m, k, lang, nm, b))
+        log(f"{m.label}: median rise " + ", ".join(
+            f"k={k:g} {100 * np.median([r['rise'] for r in rows if r['k'] == k and (r['method'], r['compensation'], r['allocation']) == m.key()]):+.1f}%"  # noqa: E501
+            for k in shares))
+
+    grid = [Method(s, c, "global") for s in scores for c in compensations]
+    for m in grid:
+        evaluate(m, kept_shares if full_grid else screen_shares)
+    best = best_method(pd.DataFrame(rows), screen_shares)
+    if contrast and not best.score.endswith(imp.CONTRAST):
+        evaluate(Method(best.score + imp.CONTRAST, best.compensation, best.allocation),
+                 screen_shares)
+        best = best_method(pd.DataFrame(rows), screen_shares)
+    for alloc in allocations:
+        for c in (compensations if full_grid else [best.compensation]):
+            if alloc != "global":
+                evaluate(Method(best.score, c, alloc), kept_shares if full_grid
+                         else screen_shares)
+    best = best_method(pd.DataFrame(rows), screen_shares)
+    evaluate(best, kept_shares)
+    evaluate(Method("frequency", "none", "global"), kept_shares)  # the paper's method
+    for k in kept_shares:
+        for lang in languages:
+            nms = [neuron_keep_mask(uniform_random_mask(partition.n_layers, partition.n_experts,
+                                                        k, seed=s), partition) for s in seeds]
+            ppl = float(np.mean([ev(nm, lang).ppl for nm in nms]))
+            dense = ev(None, lang).ppl
+            masks[(RANDOM, "none", "uniform", k, lang)] = nms[0]
+            biases[(RANDOM, "none", "uniform", k, lang)] = None
+            rows.append({"method": RANDOM, "compensation": "none", "allocation": "uniform",
+                         "k": k, "language": lang, "ppl_dense": dense, "ppl_pruned": ppl,
+                         "rise": ppl / dense - 1.0})
+    table = pd.DataFrame(rows)
+    screen = median_table(table[table.k.isin(list(screen_shares))])
+    return Frontier(table, best, screen, sensitivity, masks, biases)
+
+
+def _row(ev: Evaluator, m: Method, k: float, lang: str, nm: np.ndarray, bias) -> dict:
+    dense, pruned = ev(None, lang).ppl, ev(nm, lang, bias=bias).ppl
+    return {"method": m.score, "compensation": m.compensation, "allocation": m.allocation,
+            "k": k, "language": lang, "ppl_dense": dense, "ppl_pruned": pruned,
+            "rise": pruned / dense - 1.0}
+
+
+def frontier_speed(model: nn.Module, frontier: Frontier, batch, *, language: str,
+                   repeats: int = 3, max_repeats: int = 6) -> pd.DataFrame:
+    """Measured body and end-to-end speedup of every (method, k) of the frontier, timed on
+    ``language``'s masks (speed depends on the kept sizes per layer, not on the text).
+
+    Each pruned model is timed interleaved with the dense one (body passes, paired rounds);
+    end to end adds the head time measured once on the dense model (``e2e − body``), the same
+    for every model: ``e2e_speedup = (body_dense + head) / (body_pruned + head)``.
+
+    Returns:
+        One row per (method, compensation, allocation, k): ``body_speedup``, ``e2e_speedup``,
+        ``rounds`` and ``speed_timed_on``.
+    """
+    base = throughput({"dense": model}, batch, repeats=repeats, end_to_end=True)
+    med = base.set_index("part").median_s
+    head = max(float(med["end_to_end"] - med["body"]), 0.0)
+    rows = []
+    for (score, comp, alloc, k, lang), nm in frontier.masks.items():
+        if lang != language:
+            continue
+        pruned = prune_model(model, nm, bias=frontier.biases[(score, comp, alloc, k, lang)])
+        t = throughput({"dense": model, "pruned": pruned}, batch, repeats=repeats,
+                       max_repeats=max_repeats, end_to_end=False).set_index("model")
+        bd, bp = float(t.loc["dense", "median_s"]), float(t.loc["pruned", "median_s"])
+        rows.append({"method": score, "compensation": comp, "allocation": alloc, "k": k,
+                     "body_speedup": bd / bp, "e2e_speedup": (bd + head) / (bp + head),
+                     "rounds": int(t.loc["pruned", "repeats"]), "speed_timed_on": language})
+        del pruned
+    return pd.DataFrame(rows)
+
+
+def with_speed(table: pd.DataFrame, speed: pd.DataFrame) -> pd.DataFrame:
+    """The frontier table with the measured speedups of its (method, k) joined on."""
+    keys = ["method", "compensation", "allocation", "k"]
+    out = table.merge(speed.drop(columns=["rounds"], errors="ignore"), on=keys, how="left")
+    return out[[*COLUMNS, *[c for c in out.columns if c not in COLUMNS]]]
+
+
+def own_language(ev: Evaluator, frontier: Frontier, scores: Scores, model: nn.Module,
+                 profiles: Mapping[str, Profile], partition: Partition, *, method: Method,
+                 share: float, languages: Sequence[str]) -> tuple[pd.DataFrame, dict]:
+    """Rise of language A's mask (``method``, share ``k``) on language B's text, every pair.
+
+    Returns:
+        ``(matrix, summary)``: rows the mask's language, columns the evaluated one; the
+        summary counts the languages whose own mask has the lowest rise on their own text.
+    """
+    mat = pd.DataFrame(index=list(languages), columns=list(languages), dtype=float)
+    for a in languages:
+        nm = neuron_keep_mask(method_mask(method, scores(method.score, a), share,
+                                          sensitivity=np.asarray(frontier.sensitivity.get(
+                                              method.score, [])) if method.allocation ==
+                                          "sensitivity" else None), partition)
+        b_ = (removed_mean_bias(model, profiles[a].neuron_mean, nm)
+              if method.compensation == "mean" else None)
+        for b in languages:
+            mat.loc[a, b] = ev.rise(nm, b, bias=b_)
+    own_best = [b for b in languages if mat[b].idxmin() == b]
+    return mat, {"method": method.label, "k": share, "own_best": own_best,
+                 "n_own_best": len(own_best), "n_languages": len(languages)}
+
+
+def specific_by_score(scores: np.ndarray, *, z: float) -> np.ndarray:
+    """``[n_lang, L, E]`` experts specific to each language under an importance score: above
+    the layer's mean share in that language and ``z`` or more standard deviations above the
+    other languages (:func:`babel.profile.classes.specificity_z`)."""
+    s = np.stack([imp.layer_shares(x) for x in np.asarray(scores, dtype=np.float64)])
+    return (s >= 1.0 / s.shape[-1]) & (specificity_z(s) >= z)
+
+
+def first_sentence(table: pd.DataFrame, best: Method, *, model: str,
+                   shares: Sequence[float] = (0.9, 0.8)) -> str:
+    """The notebook's opening claim: the best method, its median rise and speed at ``shares``,
+    against the paper's frequency ranking."""
+    parts = []
+    for k in shares:
+        sel = (table.method == best.score) & (table.compensation == best.compensation) & \
+              (table.allocation == best.allocation) & (table.k == k)
+        paper = (table.method == "frequency") & (table.compensation == "none") & \
+                (table.allocation == "global") & (table.k == k)
+        if not sel.any():
+            continue
+        r = table[sel]
+        txt = f"k = {k:g}: median rise {100 * r.rise.median():+.1f}%"
+        if "body_speedup" in r and r.body_speedup.notna().any():
+            txt += (f", body ×{r.body_speedup.iloc[0]:.2f}, end to end "
+                    f"×{r.e2e_speedup.iloc[0]:.2f}")
+        if paper.any():
+            txt += f" (the paper's frequency ranking: {100 * table[paper].rise.median():+.1f}%)"
+        parts.append(txt)
+    return (f"**Best pruning method on {model}: {best.label}** (score · compensation · "
+            f"allocation) — " + "; ".join(parts) + ".")
