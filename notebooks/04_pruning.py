@@ -28,7 +28,14 @@
 # 5. measures speed (body and end to end) of structurally pruned models against their
 #    FLOP counts, with intervals over timing rounds;
 # 6. asks whether the expert construction matters (k-means, random partition, single
-#    neurons) at the smallest kept share.
+#    neurons) at the smallest kept share;
+# 7. looks for better pruning than the paper's frequency ranking: importance scores that
+#    weight activations by the output weights or by their fluctuation, compensation of the
+#    removed experts' mean output, and per-layer budgets from measured sensitivity (the
+#    frontier of quality against speed), and repeats the language and causal tests with
+#    the best method.
+#
+# The headline below is written by the last section, from the numbers this run measured.
 #
 # **Choices (the paper leaves them open):**
 #
@@ -77,6 +84,7 @@ cross_language_share = 0.9
 causal_language = "fr"
 construction_languages = ["en", "zh-Hans", "ar"]
 speed = {"models": ["gemma-3-270m", "smollm2-135m"], "shares": [0.9, 0.8, 0.7], "batch": 2, "seq_len": 128, "repeats": 5, "max_repeats": 30}
+methods = {"scores": ["frequency", "mass", "weighted", "fluctuation", "energy"], "compensation": ["none", "mean"], "allocations": ["uniform", "global", "adaptive", "sensitivity"], "screen_shares": [0.9], "kept_shares": [0.95, 0.9, 0.8, 0.7], "sensitivity_share": 0.25, "sensitivity_items": 2, "contrast": True, "full_grid": False}
 
 # %%
 import time
@@ -86,13 +94,13 @@ from IPython.display import Markdown, display
 
 from babel.core import paths
 from babel.core.artifacts import jsonable
-from babel.core.notebook import record
+from babel.core.notebook import record, record_all
 from babel.experiment import ExperimentConfig
 from babel.figures import pruning as figs
 from babel.prune import experiments as px
-from babel.prune.conclusion import comparable_share, conclusion_text
-from babel.prune.evaluation import Evaluator, evaluation_chunks
-from babel.prune.masks import keep_mask, neuron_keep_mask
+from babel.prune import methods as pm
+from babel.prune.conclusion import conclusion_text
+from babel.prune.evaluation import Evaluator
 from babel.prune.settings import PruningSettings
 
 exp = ExperimentConfig.from_namespace(globals())
@@ -103,6 +111,7 @@ langs = exp.subset(pruning_languages, name="pruning_languages",
 causal_language = exp.replace(languages=langs).subset(causal_language, name="causal_language")[0]
 c_langs = exp.replace(languages=langs).subset(construction_languages or None,
                                                name="construction_languages")
+headline = display(Markdown(pm.HEADLINE_PENDING), display_id=True)
 
 # %% [markdown]
 # ## Model, partition, profiles and held-out text
@@ -115,9 +124,7 @@ lm, tok = exp.load_model()
 part = exp.build_partition(lm, model_name=exp.model)
 profiles = exp.profiles(lm, tok, part, model_name=exp.model, progress=False)
 freqs = {lang: profiles[lang].frequency for lang in langs}
-chunks = {lang: evaluation_chunks(tok, lang, seq_len=s.eval_seq_len, max_tokens=s.eval_max_tokens,
-                                  max_items=s.eval_max_items, source=exp.profile.corpus)
-          for lang in langs}
+chunks = px.evaluation_set(tok, langs, s, source=exp.profile.corpus)
 ev = Evaluator(lm, chunks, batch_size=8, bos_id=tok.bos_token_id)
 record("profiled_tokens", {lang: profiles[lang].tokens for lang in langs})
 display(px.data_table(profiles, chunks))
@@ -152,10 +159,9 @@ display(alloc.round(3).T)
 sweep = px.perplexity_sweep(ev, freqs, part, kept_shares=s.kept_shares, seeds=s.seeds)
 per_lang, summary = px.median_rise(sweep)
 rise_ci, median_ci = px.sweep_intervals(ev, sweep)
-record("sweep", px.sweep_record(sweep))
-record("median_rise", px.table_record(summary))
-record("rise_ci", rise_ci.round(6).to_dict("records"))
-record("median_rise_ci", px.ci_record(median_ci))
+record_all({"sweep": px.sweep_record(sweep), "median_rise": px.table_record(summary),
+            "rise_ci": rise_ci.round(6).to_dict("records"),
+            "median_rise_ci": px.ci_record(median_ci)})
 print(f"{ev.runs} evaluations in {ev.seconds:.0f} s")
 display(px.ci_table(rise_ci, index=["language", "k"]))
 
@@ -180,11 +186,7 @@ display(px.ci_table(median_ci), px.removed_frequency(sweep).round(4))
 # (safetensors + keep mask + config) and reloaded.
 
 # %%
-key = f"{exp.partition.key}_{exp.profile.key}_{lang0}_global_k{k_min:g}"
-check = px.prune_check(ev, neuron_keep_mask(keep_mask(freqs[lang0], k_min), part), lang0,
-                       folder=paths.pruned_model_dir(exp.model, key),
-                       meta={"language": lang0, "kept_share": k_min, "allocation": "global",
-                             "partition": exp.partition.key, "profile": exp.profile.key})
+check = px.prune_check_section(exp, ev, freqs[lang0], part, language=lang0, share=k_min)
 record("prune_equals_mask", check)
 display(pd.Series(check))
 
@@ -201,8 +203,8 @@ cross_summary = None
 if len(langs) >= 2:
     cross, cross_summary = px.cross_language(ev, freqs, part, share=s.cross_language_share,
                                              languages=langs)
-    record("cross_matrix", px.matrix_record(cross))
-    record("cross_summary", jsonable(cross_summary))
+    record_all({"cross_matrix": px.matrix_record(cross),
+                "cross_summary": jsonable(cross_summary)})
     fig = figs.cross_language_matrix(cross, intervals=cross_summary.get("intervals"),
                                      title=f"perplexity rise (%), k={s.cross_language_share:g}")
     fig.savefig(paths.figure_file("pruning-cross-language", exp.model), dpi=120)
@@ -247,16 +249,7 @@ display(causal_table.round(4))
 # larger one with the intervals apart.
 
 # %%
-rows = []
-for name in s.speed_models:
-    m, m_tok = (lm, tok) if name == exp.model else exp.load_model(name)
-    keeps = {k: neuron_keep_mask(keep_mask(freqs[lang0], k), part) if m is lm
-             else px.layer_share_keep(m, k) for k in s.speed_shares}
-    batch = px.speed_batch(m_tok, lang0, batch=s.speed_batch, seq_len=s.speed_seq_len,
-                           source=exp.profile.corpus)
-    rows += px.speed_rows(name, m, batch, keeps, repeats=s.speed_repeats,
-                          max_repeats=s.speed_max_repeats, seq_len=s.speed_seq_len)
-speed = px.speed_table(rows)
+speed = px.speed_section(exp, lm, tok, freqs[lang0], part, s, language=lang0)
 record("speed", speed.round(4).to_dict("records"))
 figs.speedups(speed).savefig(paths.figure_file("pruning-speedup", exp.model), dpi=120)
 display(speed.round(3))
@@ -271,16 +264,62 @@ display(speed.round(3))
 # %%
 c_table = None
 if s.construction_compare:
-    cparts = px.construction_partitions(lm, exp.partition, model_name=exp.model, current=part)
-    cons = {n: (p, freqs if p is part else {x: pr.frequency for x, pr in exp.profiles(
-        lm, tok, p, languages=c_langs, model_name=exp.model, progress=False).items()})
-        for n, p in cparts.items()}
-    c_table = px.construction_summary(px.construction_comparison(
-        ev, cons, languages=c_langs, shares=[k_min]))
+    c_table = px.construction_section(exp, ev, lm, tok, part, freqs, languages=c_langs,
+                                      share=k_min)
     record("construction", px.table_record(c_table))
     display((100 * c_table).round(2))
 else:
     print("construction comparison off (construction_languages is empty)")
+
+# %% [markdown]
+# ## Better pruning: importance scores, compensation and per-layer budgets
+# Selection frequency is only the paper's choice. All from the same profiling pass (no extra
+# forward pass), each expert also gets a **mass** score (mean |h| of its neurons), an
+# **output-weighted** one (mean |h_i|·‖W_down[:, i]‖, Wanda-style), a **fluctuation** one
+# (Var(h_i)·‖W_down[:, i]‖², FLAP-style: what is lost once the mean is compensated) and an
+# **energy** one (E[h_i²]·‖W_down[:, i]‖²: what is lost without compensation).
+# **Compensation** adds the removed experts' mean output on the language's profiling text
+# back as a constant bias after the down projection. **Allocation** of the budget over
+# layers: **uniform** (every layer keeps the same number), the paper-style **global**
+# ranking (magnitude scores ranked as each expert's share of its layer), the entropy-based
+# **adaptive** counts, or **sensitivity** (the rise when one layer alone loses 25% of its
+# experts, on a pooled sample of the pruning languages' profiling items; removals ∝
+# 1/(rise + median rise)). Stages, to fit 2 cores: every score × compensation under the
+# uniform allocation at the screening share, the language-contrast variant of the best
+# score, the other allocations for the best, then the best and the paper's method at every
+# *k* beside the random floor (`PARAMS=full` runs every combination at every *k*). The
+# figure: median rise over the pruning languages against the measured body speedup (timed
+# on the first language's masks, interleaved with the dense model; end to end adds the
+# dense model's head time). The table is written to `build/results/pruning_methods_<model>.csv`.
+
+# %%
+fr = methods_table = None
+if s.methods_scores:
+    fr, methods_table = pm.frontier_run(ev, lm, tok, profiles, part, languages=langs, settings=s,
+                                        speed_language=lang0, model_name=exp.model,
+                                        source=exp.profile.corpus)
+    record_all(pm.frontier_record(fr, methods_table))
+    fig = figs.methods_frontier(methods_table, title=f"pruning methods — {exp.model}")
+    fig.savefig(paths.figure_file("pruning-methods-frontier", exp.model), dpi=120)
+    display(pm.rise_pivot(methods_table))
+else:
+    print("pruning-methods frontier off (methods.scores is empty)")
+
+# %% [markdown]
+# With the best method: does a language's own mask still beat the other languages' masks on
+# its own text (rows: mask language, columns: evaluated language, rise %)? And the causal
+# test again, with experts specific to `causal_language` under the best score (its share of
+# the layer ≥ the layer's mean and z ≥ `specific_z` against the other languages).
+
+# %%
+own_summary = causal_best = None
+if fr is not None and len(langs) >= 2:
+    own, own_summary, causal_best = pm.best_checks(
+        ev, fr, lm, profiles, part, languages=langs, languages_all=langs_all,
+        target=causal_language, share=s.cross_language_share, seeds=s.seeds,
+        z=exp.classes.specific_z)
+    record_all({"methods_own_language": own_summary, "methods_causal": causal_best})
+    display(Markdown(pm.followups_text(own_summary, causal_best)), (100 * own).round(2))
 
 # %% [markdown]
 # ## Conclusion (generated from the numbers above)
@@ -288,14 +327,17 @@ else:
 # means a median rise within `evaluation["max_rise"]` for the frequency-based (global) masks.
 
 # %%
-k_ok = comparable_share(summary, max_rise=s.max_rise)
-th_ok = None if k_ok is None else px.flop_speedup(
-    lm, neuron_keep_mask(keep_mask(freqs[lang0], k_ok), part), seq_len=s.speed_seq_len)
+th_ok = px.flops_at_comparable(lm, summary, freqs[lang0], part, max_rise=s.max_rise,
+                               seq_len=s.speed_seq_len)
 conclusion = conclusion_text(summary, per_lang, n_seeds=len(s.seeds), max_rise=s.max_rise,
                              model=exp.model, cross=cross_summary, causal=causal_summary,
                              specific_z=exp.classes.specific_z, flops_at_comparable=th_ok,
                              speed=speed, construction=c_table, median_ci=median_ci,
                              removed_freq=px.removed_frequency(sweep))
+if fr is not None:  # the headline (shown at the top too): the best method first
+    first = pm.headline(methods_table, fr, own_summary, causal_best, model=exp.model)
+    conclusion = first + "\n\n" + conclusion
+    headline.update(Markdown(first))
 record("conclusion", conclusion)
 record("seconds", round(time.perf_counter() - t_start, 1))
 display(Markdown(conclusion))

@@ -220,6 +220,14 @@ def record(name: str, value: Any) -> None:
     display({RECORD_MIME: {name: value}, "text/plain": f"recorded {name}"}, raw=True)
 
 
+def record_all(values: Mapping[str, Any]) -> None:
+    """:func:`record` several values at once (one output)."""
+    from IPython.display import display
+
+    display({RECORD_MIME: dict(values), "text/plain": f"recorded {', '.join(values)}"},
+            raw=True)
+
+
 def read_records(ipynb: Path) -> dict[str, Any]:
     """Every value a notebook :func:`record`-ed, by name."""
     nb = json.loads(Path(ipynb).read_text())

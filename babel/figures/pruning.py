@@ -109,3 +109,24 @@ def speedups(speed: pd.DataFrame):
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def methods_frontier(table: pd.DataFrame, *, title: str = ""):
+    """Median perplexity rise over languages against measured body speedup, one point per
+    (method, k) of the pruning-methods frontier (:func:`babel.prune.methods.run_frontier`),
+    one line per method; the random floor dashed."""
+    keys = ["method", "compensation", "allocation"]
+    med = (table.groupby([*keys, "k"], sort=False)
+           .agg(rise=("rise", "median"), speed=("body_speedup", "first")).reset_index())
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for (m, c, a), g in med.groupby(keys, sort=False):
+        g = g.sort_values("k", ascending=False)
+        x = g.speed if g.speed.notna().all() else 1.0 / g.k
+        ax.plot(x, 100 * g.rise, marker="o", ms=3, ls="--" if m == "random" else "-",
+                label=f"{m} · {c} · {a}", alpha=0.9 if m != "random" else 0.6)
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set(xlabel="measured body speedup (×)", ylabel="median perplexity rise (%)",
+           title=title)
+    ax.legend(fontsize=6, ncol=2, loc="upper left")
+    fig.tight_layout()
+    return fig

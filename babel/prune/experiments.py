@@ -595,3 +595,89 @@ def construction_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Median rise over languages, ``k x construction``."""
     return table.groupby(["k", "construction"]).rise.median().unstack()
 
+
+
+def speed_section(exp, model: nn.Module, tokenizer, freq: np.ndarray, partition: Partition,
+                  settings, *, language: str) -> pd.DataFrame:
+    """Notebook 04's speed table: every model of ``settings.speed_models`` timed dense and
+    pruned at ``settings.speed_shares`` (:func:`speed_rows`, :func:`speed_table`).
+
+    For the experiment's model the masks are ``language``'s global frequency masks; another
+    model (no profiles here) keeps the same share of neurons per layer at random
+    (:func:`layer_share_keep`): speed depends only on the kept counts.
+
+    Args:
+        exp: The :class:`babel.experiment.ExperimentConfig` (loads the other models).
+        model, tokenizer: The experiment's model.
+        freq: ``[L, E]`` frequency of ``language``.
+        partition: The experiment's partition.
+        settings: :class:`babel.prune.settings.PruningSettings`.
+        language: Whose text (and masks) are timed.
+    """
+    s, rows = settings, []
+    for name in s.speed_models:
+        m, m_tok = (model, tokenizer) if name == exp.model else exp.load_model(name)
+        keeps = {k: neuron_keep_mask(keep_mask(freq, k), partition) if m is model
+                 else layer_share_keep(m, k) for k in s.speed_shares}
+        batch = speed_batch(m_tok, language, batch=s.speed_batch, seq_len=s.speed_seq_len,
+                            source=exp.profile.corpus)
+        rows += speed_rows(name, m, batch, keeps, repeats=s.speed_repeats,
+                           max_repeats=s.speed_max_repeats, seq_len=s.speed_seq_len)
+    return speed_table(rows)
+
+
+def construction_section(exp, ev: Evaluator, model: nn.Module, tokenizer,
+                         partition: Partition, freqs: Mapping[str, np.ndarray], *,
+                         languages: Sequence[str], share: float) -> pd.DataFrame:
+    """Notebook 04's construction comparison: the same frequency pruning with k-means, random
+    and single-neuron experts (:func:`construction_partitions`), each profiled under the
+    experiment's rule for ``languages``, at kept share ``share``; the median rise table
+    (:func:`construction_summary`)."""
+    cparts = construction_partitions(model, exp.partition, model_name=exp.model,
+                                     current=partition)
+    cons = {n: (p, freqs if p is partition else {x: pr.frequency for x, pr in exp.profiles(
+        model, tokenizer, p, languages=languages, model_name=exp.model,
+        progress=False).items()}) for n, p in cparts.items()}
+    return construction_summary(construction_comparison(ev, cons, languages=languages,
+                                                        shares=[share]))
+
+
+def flops_at_comparable(model: nn.Module, summary: pd.DataFrame, freq: np.ndarray,
+                        partition: Partition, *, max_rise: float,
+                        seq_len: int) -> dict[str, float] | None:
+    """FLOP speedups (:func:`flop_speedup`) of the global frequency mask of ``freq`` at the
+    smallest kept share whose median rise is within ``max_rise``
+    (:func:`babel.prune.conclusion.comparable_share`); ``None`` when no share is."""
+    from babel.prune.conclusion import comparable_share
+
+    k_ok = comparable_share(summary, max_rise=max_rise)
+    if k_ok is None:
+        return None
+    return flop_speedup(model, neuron_keep_mask(keep_mask(freq, k_ok), partition),
+                        seq_len=seq_len)
+
+
+def evaluation_set(tokenizer, languages: Sequence[str], settings, *,
+                   source: str = "builtin") -> dict[str, object]:
+    """The held-out chunks of every language under notebook 04's evaluation settings
+    (:func:`babel.prune.evaluation.evaluation_chunks`: the evaluation split only)."""
+    from babel.prune.evaluation import evaluation_chunks
+
+    s = settings
+    return {lang: evaluation_chunks(tokenizer, lang, seq_len=s.eval_seq_len,
+                                    max_tokens=s.eval_max_tokens, max_items=s.eval_max_items,
+                                    source=source) for lang in languages}
+
+
+def prune_check_section(exp, ev: Evaluator, freq: np.ndarray, partition: Partition, *,
+                        language: str, share: float) -> dict:
+    """Notebook 04's check that slicing equals masking (:func:`prune_check`) for
+    ``language``'s global frequency mask at ``share``, saved and reloaded under
+    ``data/cache/pruned/<model>/…`` with the settings that made it."""
+    from babel.core import paths
+
+    key = f"{exp.partition.key}_{exp.profile.key}_{language}_global_k{share:g}"
+    return prune_check(ev, neuron_keep_mask(keep_mask(freq, share), partition), language,
+                       folder=paths.pruned_model_dir(exp.model, key),
+                       meta={"language": language, "kept_share": share, "allocation": "global",
+                             "partition": exp.partition.key, "profile": exp.profile.key})

@@ -12,6 +12,9 @@ column norms ``‖W_down[:, i]‖``:
 ``fluctuation``           FLAP's metric: Σ_i Var(h_i)·‖W_down[:, i]‖² — the output energy a
                           removed expert takes away *beyond its mean*, which compensation
                           (:mod:`babel.prune.compensation`) restores
+``energy``                Σ_i E[h_i²]·‖W_down[:, i]‖² — the whole output energy a removed
+                          expert takes away (mean² + variance): the matching metric when
+                          nothing is compensated
 ``<score>-contrast``      the score against the mean over languages: ``s · s / s̄``
                           (``s̄`` the mean of ``s`` over the languages, each language's score
                           first divided by its own total)
@@ -44,7 +47,7 @@ from babel.models.ffn import ffn_layers
 from babel.models.hooks import onloaded
 from babel.profile.profiler import Profile
 
-BASE_SCORES = ("frequency", "mass", "weighted", "fluctuation")
+BASE_SCORES = ("frequency", "mass", "weighted", "fluctuation", "energy")
 CONTRAST = "-contrast"
 
 
@@ -84,7 +87,8 @@ def pool_experts(neuron_values: np.ndarray, partition: Partition) -> np.ndarray:
 
 
 def neuron_score(profile: Profile, name: str, norms: np.ndarray | None = None) -> np.ndarray:
-    """``[L, N]`` per-neuron value of a magnitude score (``mass``, ``weighted``, ``fluctuation``)."""
+    """``[L, N]`` per-neuron value of a magnitude score (``mass``, ``weighted``, ``fluctuation``,
+    ``energy``)."""
     t = max(profile.tokens, 1)
     if name == "mass":
         return profile.neuron_abs / t
@@ -95,7 +99,11 @@ def neuron_score(profile: Profile, name: str, norms: np.ndarray | None = None) -
         return profile.neuron_abs / t * norms
     if name == "fluctuation":
         return profile.neuron_var * norms ** 2
-    raise ValueError(f"{name!r} is not a neuron score: use 'mass', 'weighted' or 'fluctuation'")
+    if name == "energy":
+        profile._need_moments()
+        return profile.neuron_sq / t * norms ** 2
+    raise ValueError(f"{name!r} is not a neuron score: use 'mass', 'weighted', 'fluctuation' "
+                     f"or 'energy'")
 
 
 def expert_score(profile: Profile, name: str, partition: Partition,

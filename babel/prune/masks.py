@@ -157,18 +157,19 @@ def adaptive_counts(freq: np.ndarray, share: float) -> np.ndarray:
     return allocate(effective_experts(f), kept_budget(share, n_layers, n_exp), n_exp)
 
 
-def sensitivity_counts(rise: np.ndarray, share: float, n_experts: int, *,
-                       floor: float = 1e-4) -> np.ndarray:
+def sensitivity_counts(rise: np.ndarray, share: float, n_experts: int) -> np.ndarray:
     """``[L]`` kept experts per layer from measured per-layer sensitivity (sums to the budget).
 
     ``rise[l]`` is the perplexity rise when a fixed share of layer ``l``'s least important
     experts is removed, all other layers intact (:func:`babel.prune.methods.layer_sensitivity`).
-    Design choice: a quadratic model of the loss near the dense model, ``Δ_l(r) ≈ a_l·r²``
-    (``a_l ∝ rise[l]``), minimised under a fixed total removal, gives removals ``r_l ∝ 1 /
-    a_l``: each layer gives up experts in inverse proportion to its sensitivity,
-    water-filled so that every layer keeps at least one expert (a linear model would put all
-    the removal on the single least sensitive layer). Rises below ``floor`` (or negative:
-    removing helped) count as ``floor``.
+    Design choice: a quadratic model of the loss near the dense model, ``Δ_l(r) ≈ a_l·r²``,
+    minimised under a fixed total removal, gives removals ``r_l ∝ 1 / a_l``: each layer gives
+    up experts in inverse proportion to its sensitivity (a linear model would put all the
+    removal on the single least sensitive layer). The measured rises are small and noisy
+    (a few percent, some below zero), so ``a_l`` is the rise clipped at 0 **plus the median
+    rise** (shrinkage toward the uniform allocation: a layer measured at 0 loses at most
+    about twice the median layer's share, not everything). Water-filled so that every layer
+    keeps at least one expert.
 
     Args:
         rise: ``[L]`` measured rises.
@@ -186,8 +187,10 @@ def sensitivity_counts(rise: np.ndarray, share: float, n_experts: int, *,
         counts = np.full(n_layers, n_experts, dtype=np.int64)
         counts[np.argsort(r, kind="stable")[:removed]] -= 1
         return counts
+    pos = np.maximum(r, 0.0)
+    a = pos + max(float(np.median(pos)), 1e-9)
     # allocate() hands out counts in [1, E]; one less of each is a removal in [0, E-1]
-    return n_experts - (allocate(1.0 / np.maximum(r, floor), removed + n_layers, n_experts) - 1)
+    return n_experts - (allocate(1.0 / a, removed + n_layers, n_experts) - 1)
 
 
 def keep_top(score: np.ndarray, counts: np.ndarray | Sequence[int]) -> np.ndarray:
@@ -252,10 +255,16 @@ def uniform_random_mask(n_layers: int, n_experts: int, share: float, *,
     The counts are the budget :func:`kept_budget` spread evenly (remainders to the first
     layers), so the total equals a frequency mask's at the same share.
     """
+    return random_keep_mask(uniform_counts(share, n_layers, n_experts), n_experts, seed=seed)
+
+
+def uniform_counts(share: float, n_layers: int, n_experts: int) -> np.ndarray:
+    """``[L]`` kept experts per layer when every layer keeps (nearly) the same number: the
+    budget :func:`kept_budget` spread evenly, remainders to the first layers."""
     budget = kept_budget(share, n_layers, n_experts)
     counts = np.full(n_layers, budget // n_layers, dtype=np.int64)
     counts[: budget % n_layers] += 1
-    return random_keep_mask(counts, n_experts, seed=seed)
+    return counts
 
 
 def random_like(mask: np.ndarray, *, seed: int) -> np.ndarray:

@@ -7,6 +7,7 @@ A :class:`Method` is one way to choose and remove experts for a language at kept
 - **compensation** (:mod:`babel.prune.compensation`): the removed experts' mean output on
   the language's profiling split added back as a constant bias, or none;
 - an **allocation** of the budget over layers: ``global`` (rank all L·E experts together),
+  ``uniform`` (every layer keeps the same number, the lowest-scored go in each layer),
   ``adaptive`` (per-layer counts ∝ the layer's effective number of experts,
   :func:`babel.prune.masks.adaptive_counts`) or ``sensitivity`` (per-layer counts from the
   measured rise when one layer at a time loses a fixed share,
@@ -15,7 +16,8 @@ A :class:`Method` is one way to choose and remove experts for a language at kept
 :func:`run_frontier` evaluates them in stages (a full grid is too slow for 2 CPU cores; the
 ``full`` parameters widen every stage):
 
-1. **screen** every score × compensation at the screening shares (global allocation);
+1. **screen** every score × compensation at the screening shares, under the first of the
+   allocations given (default ``uniform``), beside the paper's method;
 2. the ``-contrast`` variant of the best screened score;
 3. the other allocations for the best so far (sensitivity measured once, on a pooled sample
    of the pruning languages' **profiling** items: a property of the layer more than of the
@@ -37,6 +39,8 @@ import pandas as pd
 from torch import nn
 
 from babel.construct.partition import Partition
+from babel.data.chunking import TokenChunks, chunk_texts
+from babel.data.corpus import load_items
 from babel.models.surgery import prune_model
 from babel.profile.classes import specificity_z
 from babel.profile.profiler import Profile
@@ -49,10 +53,11 @@ from babel.prune.masks import (
     keep_top,
     neuron_keep_mask,
     sensitivity_counts,
+    uniform_counts,
     uniform_random_mask,
 )
 
-METHOD_ALLOCATIONS = (*ALLOCATIONS, "sensitivity")
+METHOD_ALLOCATIONS = (*ALLOCATIONS, "uniform", "sensitivity")
 RANDOM = "random"
 #: The columns of the frontier table (``build/results/pruning_methods_<model>.csv``).
 COLUMNS = ("method", "compensation", "allocation", "k", "language", "ppl_dense", "ppl_pruned",
@@ -72,7 +77,7 @@ class Method:
             imp.check_score(self.score)
         if self.compensation not in ("none", "mean"):
             raise ValueError(f"compensation must be 'none' or 'mean', got {self.compensation!r}")
-        if self.allocation not in (*METHOD_ALLOCATIONS, "uniform"):
+        if self.allocation not in METHOD_ALLOCATIONS:
             raise ValueError(f"allocation must be one of {METHOD_ALLOCATIONS}, got "
                              f"{self.allocation!r}")
 
@@ -82,6 +87,10 @@ class Method:
 
     def key(self) -> tuple[str, str, str]:
         return (self.score, self.compensation, self.allocation)
+
+
+#: The paper's method: selection frequency, no compensation, one ranking across layers.
+PAPER = Method("frequency", "none", "global")
 
 
 def method_mask(method: Method, score: np.ndarray, share: float, *,
@@ -98,6 +107,8 @@ def method_mask(method: Method, score: np.ndarray, share: float, *,
             raise ValueError("the sensitivity allocation needs the measured per-layer rises: "
                              "pass sensitivity=layer_sensitivity(...)")
         return keep_top(values, sensitivity_counts(sensitivity, share, values.shape[1]))
+    if method.allocation == "uniform":
+        return keep_top(values, uniform_counts(share, *values.shape))
     return keep_mask(values, share, allocation=method.allocation)
 
 
@@ -156,6 +167,7 @@ class Frontier:
     sensitivity: dict[str, list[float]]  # per score: [L] measured rises
     masks: dict[tuple, np.ndarray]  # (score, comp, alloc, k, lang) -> [L, N] neuron keep
     biases: dict[tuple, np.ndarray | None]
+    scores: Scores
 
 
 def median_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -190,7 +202,8 @@ def run_frontier(ev: Evaluator, model: nn.Module, profiles: Mapping[str, Profile
         languages: The pruning languages.
         scores: Base scores to screen.
         compensations: ``"none"`` and/or ``"mean"``.
-        allocations: Allocations to try for the best method (``global`` always screened).
+        allocations: The screening allocation first, then the others tried for the best
+            method.
         screen_shares: Kept shares of the screen (and of "best").
         kept_shares: Every kept share of the frontier (the best method and the random floor).
         seeds: Seeds of the random floor (uniform random experts).
@@ -237,26 +250,26 @@ def run_frontier(ev: Evaluator, model: nn.Module, profiles: Mapping[str, Profile
                 b = bias_for(lang)(nm) if m.compensation == "mean" else None
                 masks[(*m.key(), k, lang)], biases[(*m.key(), k, lang)] = nm, b
                 rows.append(_row(ev, m, k, lang, nm, b))
+        mine = pd.DataFrame([r for r in rows if (r["method"], r["compensation"],
+                                                 r["allocation"]) == m.key()])
         log(f"{m.label}: median rise " + ", ".join(
-            f"k={k:g} {100 * np.median([r['rise'] for r in rows if r['k'] == k and (r['method'], r['compensation'], r['allocation']) == m.key()]):+.1f}%"  # noqa: E501
-            for k in shares))
+            f"k={k:g} {100 * mine[mine.k == k].rise.median():+.1f}%" for k in shares))
 
-    grid = [Method(s, c, "global") for s in scores for c in compensations]
-    for m in grid:
+    screen_alloc, other_allocs = allocations[0], list(allocations[1:])
+    evaluate(PAPER, screen_shares)
+    for m in [Method(x, c, screen_alloc) for x in scores for c in compensations]:
         evaluate(m, kept_shares if full_grid else screen_shares)
     best = best_method(pd.DataFrame(rows), screen_shares)
     if contrast and not best.score.endswith(imp.CONTRAST):
         evaluate(Method(best.score + imp.CONTRAST, best.compensation, best.allocation),
                  screen_shares)
         best = best_method(pd.DataFrame(rows), screen_shares)
-    for alloc in allocations:
+    for alloc in other_allocs:
         for c in (compensations if full_grid else [best.compensation]):
-            if alloc != "global":
-                evaluate(Method(best.score, c, alloc), kept_shares if full_grid
-                         else screen_shares)
+            evaluate(Method(best.score, c, alloc), kept_shares if full_grid else screen_shares)
     best = best_method(pd.DataFrame(rows), screen_shares)
     evaluate(best, kept_shares)
-    evaluate(Method("frequency", "none", "global"), kept_shares)  # the paper's method
+    evaluate(PAPER, kept_shares)
     for k in kept_shares:
         for lang in languages:
             nms = [neuron_keep_mask(uniform_random_mask(partition.n_layers, partition.n_experts,
@@ -270,7 +283,16 @@ def run_frontier(ev: Evaluator, model: nn.Module, profiles: Mapping[str, Profile
                          "rise": ppl / dense - 1.0})
     table = pd.DataFrame(rows)
     screen = median_table(table[table.k.isin(list(screen_shares))])
-    return Frontier(table, best, screen, sensitivity, masks, biases)
+    return Frontier(table, best, screen, sensitivity, masks, biases, sc)
+
+
+def sensitivity_chunks(tokenizer, languages: Sequence[str], *, n_items: int, seq_len: int,
+                       source: str = "builtin", path: str | None = None) -> TokenChunks:
+    """The pooled sensitivity sample: the first ``n_items`` **profiling** items of every
+    language, chunked like the evaluation text (the evaluation split is never used)."""
+    texts = [it.text for lang in languages for it in load_items(
+        lang, source=source, split="profiling", max_items=n_items, path=path)]
+    return chunk_texts(texts, tokenizer, seq_len=seq_len)
 
 
 def _row(ev: Evaluator, m: Method, k: float, lang: str, nm: np.ndarray, bias) -> dict:
@@ -370,5 +392,129 @@ def first_sentence(table: pd.DataFrame, best: Method, *, model: str,
         if paper.any():
             txt += f" (the paper's frequency ranking: {100 * table[paper].rise.median():+.1f}%)"
         parts.append(txt)
+    goals = []
+    for k, goal in GOALS.items():
+        sel = (table.method == best.score) & (table.compensation == best.compensation) & \
+              (table.allocation == best.allocation) & (table.k == k)
+        if sel.any():
+            got = float(table[sel].rise.median())
+            goals.append(f"≤ {100 * goal:.0f}% at k = {k:g} {'met' if got <= goal else 'not met'}")
     return (f"**Best pruning method on {model}: {best.label}** (score · compensation · "
-            f"allocation) — " + "; ".join(parts) + ".")
+            f"allocation) — " + "; ".join(parts) + "." +
+            (f" Goals: {', '.join(goals)}." if goals else ""))
+
+
+def frontier_run(ev: Evaluator, model: nn.Module, tokenizer, profiles: Mapping[str, Profile],
+                 partition: Partition, *, languages: Sequence[str], settings,
+                 speed_language: str, model_name: str, source: str = "builtin"
+                 ) -> tuple[Frontier, pd.DataFrame]:
+    """Notebook 04's frontier in one call: :func:`run_frontier` with the notebook's settings
+    (:class:`babel.prune.settings.PruningSettings`, ``methods_*``), the sensitivity sample
+    (:func:`sensitivity_chunks`), measured speed (:func:`frontier_speed` on
+    ``speed_language``'s masks) and the table written to
+    ``build/results/pruning_methods_<model>.csv``.
+
+    Returns:
+        ``(frontier, table)``: the table has :data:`COLUMNS` first, then ``speed_timed_on``.
+    """
+    from babel.core import paths
+    from babel.prune.experiments import speed_batch
+
+    s = settings
+    sens_ev = Evaluator(model, {"pooled": sensitivity_chunks(
+        tokenizer, languages, n_items=s.methods_sensitivity_items, seq_len=s.eval_seq_len,
+        source=source)}, batch_size=ev.batch_size, bos_id=ev.bos_id)
+    fr = run_frontier(ev, model, profiles, partition, languages=languages,
+                      scores=s.methods_scores, compensations=s.methods_compensation,
+                      allocations=s.methods_allocations, screen_shares=s.methods_screen_shares,
+                      kept_shares=s.methods_kept_shares, seeds=s.seeds, sensitivity_ev=sens_ev,
+                      sensitivity_share=s.methods_sensitivity_share,
+                      contrast=s.methods_contrast, full_grid=s.methods_full_grid)
+    batch = speed_batch(tokenizer, speed_language, batch=s.speed_batch, seq_len=s.speed_seq_len,
+                        source=source)
+    table = with_speed(fr.table, frontier_speed(model, fr, batch, language=speed_language))
+    write_csv(table, paths.results_file(f"pruning_methods_{model_name}.csv"))
+    return fr, table
+
+
+def frontier_record(fr: Frontier, table: pd.DataFrame) -> dict:
+    """What the notebook records of the frontier (JSON-ready)."""
+    return {"methods_best": fr.best.label,
+            "methods_median": median_table(table).round(6).to_dict("records"),
+            "methods_sensitivity": {k: [round(x, 6) for x in v]
+                                    for k, v in fr.sensitivity.items()}}
+
+
+def rise_pivot(table: pd.DataFrame) -> pd.DataFrame:
+    """Median rise over languages (%) per method (rows) and kept share (columns)."""
+    med = median_table(table).assign(median_rise=lambda d: (100 * d.median_rise).round(2))
+    return med.pivot_table(index=["method", "compensation", "allocation"], columns="k",
+                           values="median_rise", sort=False)
+
+
+def best_checks(ev: Evaluator, fr: Frontier, model: nn.Module, profiles: Mapping[str, Profile],
+                partition: Partition, *, languages: Sequence[str],
+                languages_all: Sequence[str], target: str, share: float,
+                seeds: Sequence[int], z: float) -> tuple[pd.DataFrame, dict, dict]:
+    """The language and causal tests with the best method: :func:`own_language` at
+    ``share`` and :func:`best_causal` for ``target``. Returns (matrix, own, causal)."""
+    own, own_summary = own_language(ev, fr, fr.scores, model, profiles, partition,
+                                    method=fr.best, share=share, languages=languages)
+    _, causal = best_causal(ev, fr, languages_all, partition, target=target,
+                            languages=languages, seeds=seeds, z=z)
+    from babel.core.artifacts import jsonable
+
+    return own, jsonable(own_summary), jsonable(causal)
+
+
+def headline(table: pd.DataFrame, fr: Frontier, own: dict | None, causal: dict | None, *,
+             model: str) -> str:
+    """The notebook's opening paragraph: :func:`first_sentence` and :func:`followups_text`."""
+    return first_sentence(table, fr.best, model=model) + followups_text(own, causal)
+
+
+def write_csv(table: pd.DataFrame, path) -> None:
+    """Write the frontier table (columns :data:`COLUMNS` first) atomically."""
+    from babel.core.artifacts import atomic_path
+
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def best_causal(ev: Evaluator, frontier: Frontier, languages_all: Sequence[str],
+                partition: Partition, *, target: str, languages: Sequence[str],
+                seeds: Sequence[int], z: float) -> tuple[pd.DataFrame, dict]:
+    """The causal test (:func:`babel.prune.experiments.causal_removal`) with experts specific
+    to ``target`` under the best method's score (:func:`specific_by_score` over
+    ``languages_all``); the random control is matched on that score."""
+    from babel.prune.experiments import causal_removal
+
+    name = frontier.best.score
+    scores = np.stack([frontier.scores(name, x) for x in languages_all])
+    return causal_removal(ev, specific_by_score(scores, z=z), languages_all,
+                          imp.ranking_score(name, frontier.scores(name, target)), partition,
+                          target=target, languages=languages, seeds=seeds)
+
+
+def followups_text(own: dict | None, causal: dict | None) -> str:
+    """One sentence each on the language test and the causal test with the best method."""
+    out = ""
+    if own:
+        out += (f" With it, a language's own mask (k = {own['k']:g}) has the lowest rise on its "
+                f"own text for {own['n_own_best']} of {own['n_languages']} languages.")
+    if causal and causal.get("n_specific"):
+        out += (f" Removing the {causal['n_specific']} experts specific to {causal['language']} "
+                f"under its score raises {causal['language']} perplexity "
+                f"{100 * causal['rise_target']:+.1f}% against {100 * causal['rise_others_mean']:+.1f}% "
+                f"for the other languages (a frequency-matched random removal: "
+                f"{100 * causal['rise_target_random']:+.1f}%).")
+    elif causal is not None:
+        out += f" No expert is specific to {causal.get('language')} under its score."
+    return out
+
+
+#: What the top of notebook 04 shows until the frontier has run.
+HEADLINE_PENDING = "*(the best pruning method is stated here once the notebook has run)*"
+
+#: The issue's quality goals: median rise at most this at kept share k.
+GOALS = {0.9: 0.10, 0.8: 0.30}

@@ -14,6 +14,16 @@ from typing import Any
 from babel.core.params import ParameterError, check_choice, check_number, check_str
 
 
+def check_score_param(name: Any) -> str:
+    """An importance score name (:mod:`babel.prune.importance`), or a one-line error."""
+    from babel.prune.importance import check_score
+
+    try:
+        return check_score(check_str("methods.scores", name))
+    except ValueError as err:
+        raise ParameterError(f"methods.scores: {err}") from None
+
+
 def _shares(name: str, value: Any, *, high: float) -> tuple[float, ...]:
     if not isinstance(value, (list, tuple)) or not value:
         raise ParameterError(f"{name} must be a non-empty list of shares in (0, {high:g}], got "
@@ -43,6 +53,17 @@ class PruningSettings:
         speed_repeats: Timed rounds at least (median).
         speed_max_repeats: Timed rounds at most: rounds go on until every measured speedup's
             95% bootstrap interval has a half-width below 3% of its value, or this many.
+        methods_scores: Importance scores screened by the pruning-methods frontier
+            (:mod:`babel.prune.methods`; empty: no frontier).
+        methods_compensation: ``"none"`` and/or ``"mean"`` (compensation).
+        methods_allocations: The screening allocation, then those tried for the best method.
+        methods_screen_shares: Kept shares of the screen (and of choosing the best).
+        methods_kept_shares: Every kept share of the frontier.
+        methods_sensitivity_share: Share of one layer's experts removed to measure its
+            sensitivity.
+        methods_sensitivity_items: Profiling items per language in the sensitivity sample.
+        methods_contrast: Try the language-contrast variant of the best score.
+        methods_full_grid: Every combination at every kept share (slow: ``full`` params).
     """
 
     kept_shares: tuple[float, ...] = (1.0, 0.9, 0.8)
@@ -59,6 +80,15 @@ class PruningSettings:
     speed_seq_len: int = 128
     speed_repeats: int = 5
     speed_max_repeats: int = 30
+    methods_scores: tuple[str, ...] = ()
+    methods_compensation: tuple[str, ...] = ("none", "mean")
+    methods_allocations: tuple[str, ...] = ("uniform", "global", "adaptive", "sensitivity")
+    methods_screen_shares: tuple[float, ...] = (0.9,)
+    methods_kept_shares: tuple[float, ...] = (0.95, 0.9, 0.8, 0.7)
+    methods_sensitivity_share: float = 0.25
+    methods_sensitivity_items: int = 2
+    methods_contrast: bool = True
+    methods_full_grid: bool = False
 
     @classmethod
     def from_params(cls, **p: Any) -> PruningSettings:
@@ -74,7 +104,30 @@ class PruningSettings:
                                  "to prune)")
         models = d["speed_models"]
         models = [models] if isinstance(models, str) else list(models or [])
+        m_scores = tuple(check_score_param(x) for x in (d["methods_scores"] or ()))
+        m_comp = tuple(check_choice("methods.compensation", c, ["none", "mean"])
+                       for c in d["methods_compensation"])
+        m_alloc = tuple(check_choice("methods.allocations", a, ["global", "uniform", "adaptive",
+                                                                "sensitivity"])
+                        for a in d["methods_allocations"])
+        if m_scores and not m_comp:
+            raise ParameterError("methods.compensation must list 'none' and/or 'mean'")
         return cls(
+            methods_scores=m_scores, methods_compensation=m_comp, methods_allocations=m_alloc,
+            methods_screen_shares=_shares("methods.screen_shares", d["methods_screen_shares"],
+                                          high=0.999),
+            methods_kept_shares=_shares("methods.kept_shares", d["methods_kept_shares"],
+                                        high=0.999),
+            methods_sensitivity_share=check_number("methods.sensitivity_share",
+                                                   d["methods_sensitivity_share"], low=1e-3,
+                                                   high=0.999),
+            methods_sensitivity_items=check_number("methods.sensitivity_items",
+                                                   d["methods_sensitivity_items"], kind=int,
+                                                   low=1),
+            methods_contrast=check_choice("methods.contrast", d["methods_contrast"],
+                                          [True, False]),
+            methods_full_grid=check_choice("methods.full_grid", d["methods_full_grid"],
+                                           [True, False]),
             kept_shares=kept,
             seeds=tuple(check_number("seeds", s, kind=int, low=0) for s in seeds),
             eval_max_items=check_number("eval_max_items", d["eval_max_items"], kind=int,
@@ -108,14 +161,17 @@ class PruningSettings:
                 if f.name in namespace}
         for group, allowed in (("evaluation", ("max_tokens", "max_items", "seq_len", "max_rise")),
                                ("speed", ("models", "shares", "batch", "seq_len", "repeats",
-                                          "max_repeats"))):
+                                          "max_repeats")),
+                               ("methods", ("scores", "compensation", "allocations",
+                                            "screen_shares", "kept_shares", "sensitivity_share",
+                                            "sensitivity_items", "contrast", "full_grid"))):
             value = namespace.get(group)
             if value is None:
                 continue
             if not isinstance(value, Mapping) or set(value) - set(allowed):
                 raise ParameterError(f"{group} must be a mapping with keys {list(allowed)}, got "
                                      f"{value!r}")
-            prefix = "eval" if group == "evaluation" else group
+            prefix = {"evaluation": "eval"}.get(group, group)
             flat |= {k if k == "max_rise" else f"{prefix}_{k}": v for k, v in value.items()}
         if "construction_languages" in namespace and "construction_compare" not in namespace:
             flat["construction_compare"] = bool(namespace["construction_languages"])
