@@ -5,6 +5,8 @@
     babel profile --model smollm2-135m --languages en,fr,hi --corpus ./my_texts --out out/
     babel families --model smollm2-135m --languages all --corpus ./my_texts --out out/
     babel prune --model smollm2-135m --language fr --keep 0.9 --corpus ./my_texts --out fr-90/
+    babel prune --model smollm2-135m --language en --keep 0.9 --score fluctuation \
+        --allocation uniform --compensation mean --out en-90/
     torchrun --nproc_per_node 2 -m babel profile --model smollm2-135m --corpus ./my_texts
     babel corpus stats --tokenizer gemma-3-270m
     babel corpus transliterate-serbian
@@ -45,7 +47,7 @@ from babel.models.loading import load_tokenizer
 from babel.models.surgery import prune_model, save_pruned
 from babel.profile import distributed
 from babel.profile.cache import write_frequency_table
-from babel.prune.masks import keep_mask, neuron_keep_mask
+from babel.prune.masks import neuron_keep_mask
 from babel.report.__main__ import main as report_main
 
 
@@ -181,9 +183,25 @@ def _prune(args: argparse.Namespace) -> int:
     exp, lm, tok, part, profiles = _profiles(args, [args.language])
     if not distributed.is_main():
         return 0
-    keep = neuron_keep_mask(keep_mask(profiles[args.language].frequency, args.keep), part)
-    pruned = prune_model(lm, keep)
+    from babel.prune import importance as imp
+    from babel.prune.compensation import carries_bias, removed_mean_bias
+    from babel.prune.methods import Method, method_mask
+
+    method = Method(args.score, args.compensation, args.allocation)
+    prof = profiles[args.language]
+    norms = None if args.score in ("frequency", "mass") else imp.down_norms(lm)
+    score = imp.expert_score(prof, args.score, part, norms)
+    keep = neuron_keep_mask(method_mask(method, score, args.keep), part)
+    bias = (removed_mean_bias(lm, prof.neuron_mean, keep) if args.compensation == "mean"
+            else None)
+    if bias is not None and not carries_bias(lm):
+        print(f"note: {type(lm).__name__} has no FFN output bias in transformers: the "
+              f"compensation is stored in compensation.npz; plain from_pretrained loads the "
+              f"folder without it, babel.models.surgery.load_pruned applies it",
+              file=sys.stderr)
+    pruned = prune_model(lm, keep, bias=bias)
     folder = save_pruned(pruned, args.out, meta={"language": args.language, "keep": args.keep,
+                                                 "method": method.label,
                                                  "experiment": exp.to_dict()})
     tok.save_pretrained(str(folder))
     print(folder)
@@ -262,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     pru.add_argument("--language", required=True, help="the language to keep experts for")
     pru.add_argument("--keep", type=float, required=True,
                      help="share of experts kept, in (0, 1] (e.g. 0.9)")
+    pru.add_argument("--score", choices=("frequency", "mass", "weighted", "fluctuation",
+                                         "energy"), default="frequency",
+                     help="expert importance (default frequency, the paper's; see "
+                          "babel.prune.importance)")
+    pru.add_argument("--allocation", choices=("global", "uniform", "adaptive"),
+                     default="global", help="budget over layers (default global)")
+    pru.add_argument("--compensation", choices=("none", "mean"), default="none",
+                     help="add the removed experts' mean output back as a bias (default none)")
     corpus = sub.add_parser("corpus", help="corpus statistics and the derived Serbian Latin file")
     csub = corpus.add_subparsers(dest="corpus_command", required=True)
     stats = csub.add_parser("stats", help="items, characters, words (and tokens) per language")

@@ -93,7 +93,15 @@ def families(rec: Mapping[str, Any]) -> str:
 
 
 def pruning(rec: Mapping[str, Any]) -> str:
-    text = f"**Pruning (04).** {_first_sentence(rec['conclusion']).replace('**', '')}"
+    paragraphs = rec["conclusion"].split("\n\n")
+    text = "**Pruning (04).** "
+    if paragraphs[0].startswith("**Best pruning method") and len(paragraphs) > 1:
+        # the pruning-methods frontier's headline (issue 17), then the paper's method
+        text += paragraphs[0].replace("**", "") + (
+            " Full table: `build/results/pruning_methods_<model>.csv`, figure "
+            "`pruning-methods-frontier_*.png`. The paper's method in detail: ")
+        paragraphs = paragraphs[1:]
+    text += _first_sentence(paragraphs[0]).replace("**", "")
     ci = rec.get("median_rise_ci") or {}
     rows = []
     for k, methods in sorted(ci.items(), key=lambda kv: -float(kv[0])):

@@ -65,5 +65,49 @@ def test_notebook_04_smoke(smoke_chain):
         assert r["measured_body_low"] <= r["measured_body"] <= r["measured_body_high"]
         assert params["speed"]["repeats"] <= r["rounds"] <= params["speed"]["max_repeats"]
     conclusion = rec["conclusion"]
-    assert conclusion.split(":")[0] in ("**Yes**", "**Partly**", "**No**")
+    first, rest = conclusion.split("\n\n", 1)
+    assert first.startswith(f"**Best pruning method on {params['model']}: {rec['methods_best']}**")
+    assert rest.split(":")[0] in ("**Yes**", "**Partly**", "**No**")
     assert f"- k = {k}: median perplexity rise" in conclusion
+    _check_methods(smoke_chain, params, rec, k)
+
+
+def _check_methods(chain, params, rec, k):
+    """The pruning-methods frontier: the CSV, the best method, the paper's method as in the
+    sweep, the random floor, the language and causal tests with the best method."""
+    import pandas as pd
+
+    from babel.prune.methods import COLUMNS
+
+    m = params["methods"]
+    table = pd.read_csv(chain.results_file(f"pruning_methods_{params['model']}.csv"))
+    assert list(table.columns[:len(COLUMNS)]) == list(COLUMNS)
+    assert set(table.language) == set(params["pruning_languages"])
+    assert (table.rise - (table.ppl_pruned / table.ppl_dense - 1)).abs().max() < 1e-9
+    assert set(table.k) == set(m["kept_shares"]) | set(m["screen_shares"])
+    timed = table[table.language == params["pruning_languages"][0]]
+    assert timed.body_speedup.notna().all() and (timed.body_speedup > 0).all()
+    # end to end adds the same head time to both: between 1 and the body speedup
+    assert ((timed.e2e_speedup - 1).abs() <= (timed.body_speedup - 1).abs() + 1e-12).all()
+    med = {(r["method"], r["compensation"], r["allocation"], r["k"]): r["median_rise"]
+           for r in rec["methods_median"]}
+    # every screened score × compensation under the first allocation, at the screening share
+    k_s = m["screen_shares"][0]
+    for score in m["scores"]:
+        for comp in m["compensation"]:
+            assert (score, comp, m["allocations"][0], k_s) in med
+    # the best has the lowest median rise at the screening share among the methods tried
+    best = tuple(rec["methods_best"].split(" · "))
+    tried = {key: v for key, v in med.items() if key[3] == k_s and key[0] != "random"}
+    assert med[(*best, k_s)] == min(tried.values())
+    # the paper's method is the sweep's frequency (global) mask: the same rises
+    for share in set(m["kept_shares"]) & {float(x) for x in rec["median_rise"]}:
+        assert med[("frequency", "none", "global", share)] == pytest.approx(
+            rec["median_rise"][f"{share:g}"]["frequency (global)"], rel=1e-6)
+    assert all(("random", "none", "uniform", x) in med for x in m["kept_shares"])
+    own = rec["methods_own_language"]
+    assert own["n_own_best"] == len(own["own_best"]) <= own["n_languages"]
+    assert own["method"] == rec["methods_best"]
+    assert rec["methods_causal"]["language"] == params["causal_language"]
+    if "sensitivity" in m["allocations"]:
+        assert all(len(v) == 18 for v in rec["methods_sensitivity"].values())

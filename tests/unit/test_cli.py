@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from babel import cli
 from babel.core import paths
@@ -69,6 +70,27 @@ def test_prune_writes_a_hugging_face_folder(model_dir, tmp_path, capsys) -> None
     from babel.models.surgery import ffn_sizes, load_pruned
 
     assert ffn_sizes(load_pruned(out)) and sum(ffn_sizes(load_pruned(out))) == 3 * 64 // 2
+
+
+def test_prune_with_a_method_and_compensation(model_dir, tmp_path) -> None:
+    """--score/--allocation/--compensation: the tiny Llama carries the bias as mlp_bias, so
+    the folder's plain load equals babel's; uniform keeps the same count in every layer."""
+    out = tmp_path / "en-energy"
+    assert cli.main(["prune", "--language", "en", "--keep", "0.5", "--score", "energy",
+                     "--allocation", "uniform", "--compensation", "mean",
+                     *_common(model_dir, CORPUS, out)]) == 0
+    meta = json.loads((out / "babel_pruned.json").read_text())
+    assert meta["method"] == "energy · mean · uniform" and meta["compensation_layout"] == "mlp_bias"
+    from transformers import AutoModelForCausalLM
+
+    from babel.models.surgery import ffn_sizes, load_pruned
+
+    assert ffn_sizes(load_pruned(out)) == [32, 32, 32]
+    plain = AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = torch.tensor([[1, 40, 50, 60, 70]])
+    with torch.no_grad():
+        torch.testing.assert_close(plain(input_ids=ids).logits,
+                                   load_pruned(out)(input_ids=ids).logits, rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_option_suggests_the_closest(capsys) -> None:

@@ -276,3 +276,54 @@ def test_method_validation():
     assert isinstance(pm.best_method(pd.DataFrame({
         "method": ["mass", "frequency"], "compensation": ["none"] * 2,
         "allocation": ["global"] * 2, "k": [0.9, 0.9], "rise": [0.1, 0.2]}), [0.9]), pm.Method)
+
+
+def test_methods_settings_are_validated():
+    from babel.core.params import ParameterError
+    from babel.prune.settings import PruningSettings
+
+    s = PruningSettings.from_namespace({"methods": {"scores": ["energy", "mass-contrast"],
+                                                    "allocations": ["uniform", "sensitivity"],
+                                                    "kept_shares": [0.7, 0.9]}})
+    assert s.methods_scores == ("energy", "mass-contrast")
+    assert s.methods_kept_shares == (0.9, 0.7) and s.methods_allocations[0] == "uniform"
+    for bad, msg in (({"scores": ["wanda"]}, "unknown importance score 'wanda'"),
+                     ({"compensation": ["bias"]}, "methods.compensation"),
+                     ({"allocations": ["layerwise"]}, "methods.allocations"),
+                     ({"kept_shares": [1.0]}, "methods.kept_shares"),
+                     ({"speed": 1}, "methods must be a mapping")):
+        with pytest.raises(ParameterError, match=msg):
+            PruningSettings.from_namespace({"methods": bad})
+    assert PruningSettings.from_namespace({}).methods_scores == ()  # off unless asked
+
+
+def test_frontier_figure_has_a_line_per_method():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from babel.figures.pruning import methods_frontier
+
+    rows = [{"method": m, "compensation": "none", "allocation": a, "k": k, "language": x,
+             "rise": r * (1 - k), "body_speedup": 1 / k}
+            for m, a, r in (("energy", "uniform", 1.0), ("random", "uniform", 9.0))
+            for k in (0.9, 0.8) for x in ("aa", "bb")]
+    fig = methods_frontier(pd.DataFrame(rows), title="t")
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 2 and lines[1].get_linestyle() == "--"
+    np.testing.assert_allclose(lines[0].get_ydata(), [10.0, 20.0])
+    np.testing.assert_allclose(lines[0].get_xdata(), [1 / 0.9, 1 / 0.8])
+
+
+def test_record_all_is_one_output_read_back_whole(tmp_path, monkeypatch):
+    import json
+
+    from babel.core import notebook
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
+    notebook.record_all({"a": 1, "b": [2, 3]})
+    assert len(shown) == 1 and shown[0]["text/plain"] == "recorded a, b"
+    nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data",
+                                                        "data": shown[0]}]}]}
+    (tmp_path / "x.ipynb").write_text(json.dumps(nb))
+    assert notebook.read_records(tmp_path / "x.ipynb") == {"a": 1, "b": [2, 3]}

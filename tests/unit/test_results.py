@@ -73,3 +73,15 @@ def test_readme_block_is_rewritten_and_the_rest_kept(tmp_path, monkeypatch):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="results:begin"):
         results.update_readme(readme, executed)
+
+
+def test_pruning_paragraph_leads_with_the_best_method_when_the_frontier_ran():
+    rec = dict(RECORDS["04_pruning"])
+    rec["conclusion"] = ("**Best pruning method on m: energy · none · uniform** (score) — "
+                         "k = 0.9: median rise +12.0%. Goals: not met.\n\n"
+                         "**No**: keeping 90% raises perplexity by 27%. More text here.")
+    text = results.pruning(rec)
+    assert text.startswith("**Pruning (04).** Best pruning method on m: energy · none · uniform")
+    assert "k = 0.9: median rise +12.0%. Goals: not met." in text
+    assert "The paper's method in detail: No: keeping 90% raises perplexity by 27%." in text
+    assert "More text here" not in text
