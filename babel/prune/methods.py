@@ -138,6 +138,11 @@ def layer_sensitivity(ev: Evaluator, score: np.ndarray, partition: Partition, *,
     return out
 
 
+def sensitivity_key(m: Method) -> str:
+    """The measured sensitivity of a method depends on its score and compensation."""
+    return f"{m.score} · {m.compensation}"
+
+
 class Scores:
     """Importance matrices ``[L, E]`` per (score, language), computed once each."""
 
@@ -164,7 +169,7 @@ class Frontier:
     table: pd.DataFrame  # one row per (method, k, language): COLUMNS minus the speed
     best: Method
     screen: pd.DataFrame  # median rise per method and screening share
-    sensitivity: dict[str, list[float]]  # per score: [L] measured rises
+    sensitivity: dict[str, list[float]]  # per "score · compensation": [L] measured rises
     masks: dict[tuple, np.ndarray]  # (score, comp, alloc, k, lang) -> [L, N] neuron keep
     biases: dict[tuple, np.ndarray | None]
     scores: Scores
@@ -228,15 +233,16 @@ def run_frontier(ev: Evaluator, model: nn.Module, profiles: Mapping[str, Profile
                                  / max(sum(profiles[x].tokens for x in languages), 1), nm)
 
     def sens(m: Method) -> np.ndarray:
-        if m.score not in sensitivity:
+        key = sensitivity_key(m)
+        if key not in sensitivity:
             if sensitivity_ev is None:
                 raise ValueError("the sensitivity allocation needs sensitivity_ev (profiling "
                                  "items of the pruning languages, chunks named 'pooled')")
-            sensitivity[m.score] = layer_sensitivity(
+            sensitivity[key] = layer_sensitivity(
                 sensitivity_ev, sc.pooled(m.score, languages), partition, key="pooled",
                 removed_share=sensitivity_share,
                 bias_fn=pooled_bias if m.compensation == "mean" else None).tolist()
-        return np.asarray(sensitivity[m.score])
+        return np.asarray(sensitivity[key])
 
     def evaluate(m: Method, shares: Sequence[float]) -> None:
         done = {(r["method"], r["compensation"], r["allocation"], r["k"]) for r in rows}
@@ -353,8 +359,9 @@ def own_language(ev: Evaluator, frontier: Frontier, scores: Scores, model: nn.Mo
     for a in languages:
         nm = neuron_keep_mask(method_mask(method, scores(method.score, a), share,
                                           sensitivity=np.asarray(frontier.sensitivity.get(
-                                              method.score, [])) if method.allocation ==
-                                          "sensitivity" else None), partition)
+                                              sensitivity_key(method), [])) if
+                                          method.allocation == "sensitivity" else None),
+                              partition)
         b_ = (removed_mean_bias(model, profiles[a].neuron_mean, nm)
               if method.compensation == "mean" else None)
         for b in languages:
