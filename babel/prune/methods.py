@@ -309,13 +309,18 @@ def _row(ev: Evaluator, m: Method, k: float, lang: str, nm: np.ndarray, bias) ->
 
 
 def frontier_speed(model: nn.Module, frontier: Frontier, batch, *, language: str,
-                   repeats: int = 3, max_repeats: int = 6) -> pd.DataFrame:
+                   repeats: int = 5, max_repeats: int = 12) -> pd.DataFrame:
     """Measured body and end-to-end speedup of every (method, k) of the frontier, timed on
-    ``language``'s masks (speed depends on the kept sizes per layer, not on the text).
+    ``language``'s masks.
 
-    Each pruned model is timed interleaved with the dense one (body passes, paired rounds);
-    end to end adds the head time measured once on the dense model (``e2e − body``), the same
-    for every model: ``e2e_speedup = (body_dense + head) / (body_pruned + head)``.
+    Speed depends only on the kept neurons per layer (and on whether a bias is added), not on
+    which neurons or on the text: the masks are grouped by their per-layer sizes and
+    compensation, and each group's pruned model is timed once, interleaved with the dense
+    model (body passes, paired rounds: :func:`babel.prune.evaluation.throughput` with its
+    adaptive rounds). Uniform allocation gives every score the same sizes at a given ``k``,
+    so few groups remain. End to end adds the head time measured once on the dense model
+    (``e2e − body``), the same for every model:
+    ``e2e_speedup = (body_dense + head) / (body_pruned + head)``.
 
     Returns:
         One row per (method, compensation, allocation, k): ``body_speedup``, ``e2e_speedup``,
@@ -324,17 +329,24 @@ def frontier_speed(model: nn.Module, frontier: Frontier, batch, *, language: str
     base = throughput({"dense": model}, batch, repeats=repeats, end_to_end=True)
     med = base.set_index("part").median_s
     head = max(float(med["end_to_end"] - med["body"]), 0.0)
+    groups: dict[tuple, list[tuple]] = {}
+    for key, nm in frontier.masks.items():
+        if key[4] == language:
+            bias = frontier.biases[key]
+            groups.setdefault((tuple(np.asarray(nm).sum(1).tolist()), bias is not None),
+                              []).append(key)
     rows = []
-    for (score, comp, alloc, k, lang), nm in frontier.masks.items():
-        if lang != language:
-            continue
-        pruned = prune_model(model, nm, bias=frontier.biases[(score, comp, alloc, k, lang)])
+    for keys in groups.values():
+        nm, bias = frontier.masks[keys[0]], frontier.biases[keys[0]]
+        pruned = prune_model(model, nm, bias=bias)
         t = throughput({"dense": model, "pruned": pruned}, batch, repeats=repeats,
                        max_repeats=max_repeats, end_to_end=False).set_index("model")
         bd, bp = float(t.loc["dense", "median_s"]), float(t.loc["pruned", "median_s"])
-        rows.append({"method": score, "compensation": comp, "allocation": alloc, "k": k,
-                     "body_speedup": bd / bp, "e2e_speedup": (bd + head) / (bp + head),
-                     "rounds": int(t.loc["pruned", "repeats"]), "speed_timed_on": language})
+        for score, comp, alloc, k, _ in keys:
+            rows.append({"method": score, "compensation": comp, "allocation": alloc, "k": k,
+                         "body_speedup": bd / bp, "e2e_speedup": (bd + head) / (bp + head),
+                         "rounds": int(t.loc["pruned", "repeats"]),
+                         "speed_timed_on": language})
         del pruned
     return pd.DataFrame(rows)
 
@@ -408,7 +420,22 @@ def first_sentence(table: pd.DataFrame, best: Method, *, model: str,
             goals.append(f"≤ {100 * goal:.0f}% at k = {k:g} {'met' if got <= goal else 'not met'}")
     return (f"**Best pruning method on {model}: {best.label}** (score · compensation · "
             f"allocation) — " + "; ".join(parts) + "." +
-            (f" Goals: {', '.join(goals)}." if goals else ""))
+            (f" Goals: {', '.join(goals)}." if goals else "") +
+            compensation_sentence(table, best))
+
+
+def compensation_sentence(table: pd.DataFrame, best: Method) -> str:
+    """How mean compensation changed the best score's median rise at the screening shares
+    (same score and allocation, compensation on against off); empty when not measured."""
+    med = median_table(table[table.method != RANDOM])
+    parts = []
+    for k in sorted(set(med.k), reverse=True):
+        sel = med[(med.method == best.score) & (med.allocation == best.allocation)
+                  & (med.k == k)].set_index("compensation").median_rise
+        if {"none", "mean"} <= set(sel.index):
+            parts.append(f"{100 * sel['none']:+.1f}% → {100 * sel['mean']:+.1f}% at k = {k:g}")
+    return (f" Mean compensation ({best.score}, {best.allocation}): " + "; ".join(parts) + "."
+            if parts else "")
 
 
 def frontier_run(ev: Evaluator, model: nn.Module, tokenizer, profiles: Mapping[str, Profile],
@@ -444,12 +471,43 @@ def frontier_run(ev: Evaluator, model: nn.Module, tokenizer, profiles: Mapping[s
     return fr, table
 
 
-def frontier_record(fr: Frontier, table: pd.DataFrame) -> dict:
-    """What the notebook records of the frontier (JSON-ready)."""
-    return {"methods_best": fr.best.label,
-            "methods_median": median_table(table).round(6).to_dict("records"),
-            "methods_sensitivity": {k: [round(x, 6) for x in v]
-                                    for k, v in fr.sensitivity.items()}}
+def frontier_models(exp, settings, model: nn.Module, tokenizer, ev: Evaluator,
+                    profiles: Mapping[str, Profile], partition: Partition, *,
+                    languages: Sequence[str], speed_language: str
+                    ) -> dict[str, tuple[Frontier, pd.DataFrame]]:
+    """:func:`frontier_run` for the experiment's model, then for every model of
+    ``settings.methods_models`` (loaded, partitioned and profiled under the same experiment
+    settings: the caches notebook 03's model comparison wrote; evaluated on the same items).
+
+    Returns:
+        ``{model name: (frontier, table)}``, the experiment's model first.
+    """
+    from babel.prune.experiments import evaluation_set
+
+    out = {}
+    for name in (exp.model, *[m for m in settings.methods_models if m != exp.model]):
+        if name == exp.model:
+            lm, tok, e, prof, part = model, tokenizer, ev, profiles, partition
+        else:
+            lm, tok = exp.load_model(name)
+            part = exp.build_partition(lm, model_name=name)
+            prof = exp.profiles(lm, tok, part, model_name=name, progress=False)
+            e = Evaluator(lm, evaluation_set(tok, languages, settings,
+                                             source=exp.profile.corpus),
+                          batch_size=ev.batch_size, bos_id=tok.bos_token_id)
+        out[name] = frontier_run(e, lm, tok, prof, part, languages=languages, settings=settings,
+                                 speed_language=speed_language, model_name=name,
+                                 source=exp.profile.corpus)
+    return out
+
+
+def frontier_record(fr: Frontier, table: pd.DataFrame, *, prefix: str = "") -> dict:
+    """What the notebook records of the frontier (JSON-ready); ``prefix`` names another
+    model's records (``"smollm2-135m/"``)."""
+    return {f"{prefix}methods_best": fr.best.label,
+            f"{prefix}methods_median": median_table(table).round(6).to_dict("records"),
+            f"{prefix}methods_sensitivity": {k: [round(x, 6) for x in v]
+                                             for k, v in fr.sensitivity.items()}}
 
 
 def rise_pivot(table: pd.DataFrame) -> pd.DataFrame:
@@ -474,10 +532,15 @@ def best_checks(ev: Evaluator, fr: Frontier, model: nn.Module, profiles: Mapping
     return own, jsonable(own_summary), jsonable(causal)
 
 
-def headline(table: pd.DataFrame, fr: Frontier, own: dict | None, causal: dict | None, *,
-             model: str) -> str:
-    """The notebook's opening paragraph: :func:`first_sentence` and :func:`followups_text`."""
-    return first_sentence(table, fr.best, model=model) + followups_text(own, causal)
+def headline(frontiers: Mapping[str, tuple[Frontier, pd.DataFrame]], own: dict | None,
+             causal: dict | None) -> str:
+    """The notebook's opening paragraph: :func:`first_sentence` of the experiment's model
+    (the first in ``frontiers``), :func:`followups_text`, then the other models' sentences."""
+    (name, (fr, table)), *others = frontiers.items()
+    text = first_sentence(table, fr.best, model=name) + followups_text(own, causal)
+    for other, (f, t) in others:
+        text += " " + first_sentence(t, f.best, model=other)
+    return text
 
 
 def write_csv(table: pd.DataFrame, path) -> None:

@@ -64,6 +64,8 @@ class PruningSettings:
         methods_sensitivity_items: Profiling items per language in the sensitivity sample.
         methods_contrast: Try the language-contrast variant of the best score.
         methods_full_grid: Every combination at every kept share (slow: ``full`` params).
+        methods_models: Other models whose frontier is measured beside the experiment's
+            (same settings, same evaluation items).
     """
 
     kept_shares: tuple[float, ...] = (1.0, 0.9, 0.8)
@@ -89,6 +91,7 @@ class PruningSettings:
     methods_sensitivity_items: int = 2
     methods_contrast: bool = True
     methods_full_grid: bool = False
+    methods_models: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, **p: Any) -> PruningSettings:
@@ -128,6 +131,9 @@ class PruningSettings:
                                           [True, False]),
             methods_full_grid=check_choice("methods.full_grid", d["methods_full_grid"],
                                            [True, False]),
+            methods_models=tuple(check_str("methods.models", m) for m in (
+                [d["methods_models"]] if isinstance(d["methods_models"], str)
+                else d["methods_models"] or ())),
             kept_shares=kept,
             seeds=tuple(check_number("seeds", s, kind=int, low=0) for s in seeds),
             eval_max_items=check_number("eval_max_items", d["eval_max_items"], kind=int,
@@ -164,7 +170,8 @@ class PruningSettings:
                                           "max_repeats")),
                                ("methods", ("scores", "compensation", "allocations",
                                             "screen_shares", "kept_shares", "sensitivity_share",
-                                            "sensitivity_items", "contrast", "full_grid"))):
+                                            "sensitivity_items", "contrast", "full_grid",
+                                            "models"))):
             value = namespace.get(group)
             if value is None:
                 continue

@@ -253,6 +253,9 @@ def test_frontier_on_a_tiny_model_prefers_its_own_experts(tiny_llama):
         assert nm.sum() == kept_budget(key[3], part.n_layers, E) * part.expert_size
     sp = pm.frontier_speed(tiny_llama, fr, chunks["aa"].input_ids, language="aa", repeats=1,
                            max_repeats=1)
+    # one timing per (per-layer sizes, compensation): uniform masks of a k share it
+    uni = sp[(sp.allocation == "uniform") & (sp.k == 0.75) & (sp.compensation == "none")]
+    assert len(uni) >= 2 and uni.body_speedup.nunique() == 1
     full = pm.with_speed(t, sp)
     assert list(full.columns[:10]) == list(pm.COLUMNS)
     assert full[full.language == "aa"].body_speedup.notna().all()
