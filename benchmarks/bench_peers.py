@@ -256,7 +256,7 @@ def timed(fn: Callable) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def bench_model(args, model: str) -> bool:
+def bench_model(args, model: str) -> tuple[bool, list[dict]]:
     b = Bench(model, args.tokens, args.batch, args.seq_len)
     print(f"\n== {model}: {b.n_tokens} French tokens ({int(b.valid.sum())} counted) in "
           f"{b.ids.shape[0]} chunks of {args.seq_len}, batch {args.batch}, "
@@ -289,8 +289,17 @@ def bench_model(args, model: str) -> bool:
     mcpu = {t: statistics.median(v) for t, v in cpu.items()}
     print(f"{'tool':18s} {'tokens/s':>9s} {'x plain':>8s} {'x babel':>8s} {'CPU x plain':>11s} "
           f"{'RSS loaded':>10s} {'peak RSS':>9s} {'extra':>7s}  check")
+    rows = []
     for t in tools + [t for t in notes if t not in tools]:
         mem = memory(args, model, t) if not args.no_memory else "skipped"
+        rows.append({"tool": t, "tokens_per_s": b.n_tokens / med[t] if t in med else None,
+                     "x_plain": med[t] / med["plain"] if t in med else None,
+                     "x_babel": med[t] / med["babel"] if t in med else None,
+                     "cpu_x_plain": mcpu[t] / mcpu["plain"] if t in med else None,
+                     "peak_mib": mem["peak"] / 2**20 if isinstance(mem, dict) else None,
+                     "extra_mib": (mem["peak"] - mem["rss_loaded"]) / 2**20
+                     if isinstance(mem, dict) else None,
+                     "check": notes.get(t, "reference")})
         mtxt = (f"{mem['rss_loaded'] / 2**20:8.0f}Mi {mem['peak'] / 2**20:7.0f}Mi "
                 f"{(mem['peak'] - mem['rss_loaded']) / 2**20:6.0f}Mi" if isinstance(mem, dict)
                 else f"{'':28s}")
@@ -303,7 +312,46 @@ def bench_model(args, model: str) -> bool:
             print(f"{'':18s} memory run failed: {mem[:200]}")
     print("per-round x plain: " + ", ".join(
         f"{t} {[round(a / p, 3) for a, p in zip(times[t], times['plain'])]}" for t in tools[1:]))
-    return ok
+    return ok, rows
+
+
+BEGIN, END = "<!-- bench-peers:begin -->", "<!-- bench-peers:end -->"
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def markdown(args, tables: dict[str, list[dict]]) -> str:
+    """The measured tables as markdown, with the command and the commit that made them."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip() or "unknown"
+    out = [(f"Measured by `make bench-peers` (`benchmarks/bench_peers.py --tokens {args.tokens} "
+            f"--repeats {args.repeats}`, commit `{commit}`, {args.threads} threads, "
+            f"{time.strftime('%Y-%m-%d')}); median wall time over interleaved rounds, peak RSS "
+            f"of each tool in its own process (`extra`: above the loaded model).")]
+    head = ("| tool | tokens/s | × plain forward | × babel | CPU × plain | peak RSS | extra "
+            "| counts |")
+    for model, rows in tables.items():
+        out += ["", f"**{model}**", "", head, "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            out.append(f"| {r['tool']} | {_fmt(r['tokens_per_s'], '.0f')} | "
+                       f"{_fmt(r['x_plain'], '.2f')} | {_fmt(r['x_babel'], '.2f')} | "
+                       f"{_fmt(r['cpu_x_plain'], '.2f')} | {_fmt(r['peak_mib'], '.0f')} MiB | "
+                       f"{_fmt(r['extra_mib'], '.0f')} MiB | {r['check']} |")
+    return "\n".join(out)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def write_readme(text: str, readme: Path = README) -> None:
+    """Replace the block between :data:`BEGIN` and :data:`END` in README.md with ``text``."""
+    s = readme.read_text()
+    if BEGIN not in s or END not in s:
+        raise SystemExit(f"{readme} has no {BEGIN} … {END} block to rewrite")
+    head, rest = s.split(BEGIN, 1)
+    readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}")
 
 
 def main() -> None:
@@ -316,6 +364,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-memory", action="store_true", help="skip the per-tool memory runs")
+    ap.add_argument("--readme", action="store_true",
+                    help="write the tables into README.md's bench-peers block")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tool", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
@@ -324,8 +374,12 @@ def main() -> None:
     if args.worker:
         worker_memory(args)
         return
-    results = [bench_model(args, m) for m in args.models]  # every model, no short cut
-    ok = all(results)
+    results = {m: bench_model(args, m) for m in args.models}  # every model, no short cut
+    ok = all(r[0] for r in results.values())
+    text = markdown(args, {m: r[1] for m, r in results.items()})
+    print("\n" + text)
+    if args.readme and ok:
+        write_readme(text)
     print("\nall counts equal babel's" if ok else "\nFAILED: some tool's counts differ from babel's")
     sys.exit(0 if ok else 1)
 
