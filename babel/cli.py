@@ -47,7 +47,10 @@ from babel.models.loading import load_tokenizer
 from babel.models.surgery import prune_model, save_pruned
 from babel.profile import distributed
 from babel.profile.cache import write_frequency_table
+from babel.prune import importance as imp
+from babel.prune.compensation import carries_bias, removed_mean_bias
 from babel.prune.masks import neuron_keep_mask
+from babel.prune.methods import Method, method_mask
 from babel.report.__main__ import main as report_main
 
 
@@ -183,10 +186,6 @@ def _prune(args: argparse.Namespace) -> int:
     exp, lm, tok, part, profiles = _profiles(args, [args.language])
     if not distributed.is_main():
         return 0
-    from babel.prune import importance as imp
-    from babel.prune.compensation import carries_bias, removed_mean_bias
-    from babel.prune.methods import Method, method_mask
-
     method = Method(args.score, args.compensation, args.allocation)
     prof = profiles[args.language]
     norms = None if args.score in ("frequency", "mass") else imp.down_norms(lm)

@@ -217,8 +217,6 @@ def prune_model(model: nn.Module, keep_neurons, *, bias=None) -> nn.Module:
     slice_ffn_(new, keep_neurons)
     new.babel_keep_neurons = np.stack([np.asarray(k, dtype=bool) for k in keep_neurons])
     if bias is not None:
-        from babel.prune.compensation import carries_bias, fold_bias_
-
         fold_bias_(new, bias, all_projections=carries_bias(new))
         new.babel_bias = np.asarray(bias, dtype=np.float64)
     return new.eval()
@@ -235,8 +233,6 @@ def _bias_layout(model: nn.Module, bias) -> Iterator[str | None]:
     if bias is None:
         yield None
         return
-    from babel.prune.compensation import carries_bias
-
     cfg = getattr(model.config, "get_text_config", lambda: model.config)()
     if carries_bias(model):
         old = cfg.mlp_bias
@@ -349,8 +345,6 @@ def load_pruned(folder: Path) -> nn.Module:
     padded = np.arange(int(meta["padded_size"]))[None, :] < sizes[:, None]
     slice_ffn_(model, padded)
     if meta.get("compensation_layout") == "sidecar":
-        from babel.prune.compensation import fold_bias_
-
         with np.load(folder / BIAS_FILE, allow_pickle=False) as z:
             model.babel_bias = z["bias"]
         fold_bias_(model, model.babel_bias)
@@ -388,3 +382,39 @@ def _permute_in(m: nn.Module, perm: Tensor) -> None:
         m.weight.data = m.weight.data[:, perm].clone()
     else:
         m.weight.data = m.weight.data[perm].clone()
+
+
+def carries_bias(model: nn.Module) -> bool:
+    """Whether a standard folder of this architecture can hold an FFN output bias
+    (``mlp_bias`` in its config: the Llama family)."""
+    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
+    return hasattr(cfg, "mlp_bias")
+
+
+@torch.no_grad()
+def fold_bias_(model: nn.Module, bias: np.ndarray, *, all_projections: bool = False
+               ) -> nn.Module:
+    """Add ``bias[l]`` to every FFN's down-projection bias **in place** (``nn.Linear`` only).
+
+    A projection without a bias gets a zero one first (pruning compensation,
+    :mod:`babel.prune.compensation`). With ``all_projections`` the gate and
+    up projections get zero biases too (what ``mlp_bias: true`` in a Llama config expects).
+    """
+    views = ffn_layers(model)
+    b = np.asarray(bias)
+    if b.shape[0] != len(views):
+        raise ValueError(f"bias has {b.shape[0]} layers, the model {len(views)}")
+    for v, bl in zip(views, b, strict=True):
+        mods = [(v.down, torch.as_tensor(bl))]
+        if all_projections:
+            mods += [(m, None) for m in (v.gate, v.up) if m is not None]
+        for m, value in mods:
+            if not isinstance(m, nn.Linear):
+                raise TypeError(f"cannot give a {type(m).__name__} a bias: nn.Linear only")
+            w = m.weight
+            if m.bias is None:
+                m.bias = nn.Parameter(torch.zeros(m.out_features, dtype=w.dtype,
+                                                  device=w.device), requires_grad=False)
+            if value is not None:
+                m.bias.add_(value.to(m.bias))
+    return model

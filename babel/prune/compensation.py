@@ -29,6 +29,9 @@ from torch import nn
 
 from babel.models.ffn import ffn_layers
 from babel.models.hooks import onloaded
+from babel.models.surgery import carries_bias, fold_bias_
+
+__all__ = ["carries_bias", "fold_bias_", "removed_mean_bias"]
 
 
 def removed_mean_bias(model: nn.Module, neuron_mean: np.ndarray, keep_neurons) -> np.ndarray:
@@ -52,38 +55,3 @@ def removed_mean_bias(model: nn.Module, neuron_mean: np.ndarray, keep_neurons) -
             w = v.out_weight().detach().double().cpu()
         out.append((w @ r).numpy())
     return np.stack(out)
-
-
-def carries_bias(model: nn.Module) -> bool:
-    """Whether a standard folder of this architecture can hold an FFN output bias
-    (``mlp_bias`` in its config: the Llama family)."""
-    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
-    return hasattr(cfg, "mlp_bias")
-
-
-@torch.no_grad()
-def fold_bias_(model: nn.Module, bias: np.ndarray, *, all_projections: bool = False
-               ) -> nn.Module:
-    """Add ``bias[l]`` to every FFN's down-projection bias **in place** (``nn.Linear`` only).
-
-    A projection without a bias gets a zero one first. With ``all_projections`` the gate and
-    up projections get zero biases too (what ``mlp_bias: true`` in a Llama config expects).
-    """
-    views = ffn_layers(model)
-    b = np.asarray(bias)
-    if b.shape[0] != len(views):
-        raise ValueError(f"bias has {b.shape[0]} layers, the model {len(views)}")
-    for v, bl in zip(views, b, strict=True):
-        mods = [(v.down, torch.as_tensor(bl))]
-        if all_projections:
-            mods += [(m, None) for m in (v.gate, v.up) if m is not None]
-        for m, value in mods:
-            if not isinstance(m, nn.Linear):
-                raise TypeError(f"cannot give a {type(m).__name__} a bias: nn.Linear only")
-            w = m.weight
-            if m.bias is None:
-                m.bias = nn.Parameter(torch.zeros(m.out_features, dtype=w.dtype,
-                                                  device=w.device), requires_grad=False)
-            if value is not None:
-                m.bias.add_(value.to(m.bias))
-    return model

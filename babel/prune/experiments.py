@@ -33,15 +33,23 @@ import torch
 from torch import nn
 
 from babel.construct.partition import Partition, get_partition, single_neuron_partition
+from babel.core import paths
 from babel.core.config import PartitionConfig
 from babel.data.chunking import chunk_texts
 from babel.data.corpus import load_items
 from babel.data.languages import get_language
 from babel.models.ffn import ffn_layers
 from babel.models.surgery import load_pruned, prune_model, save_pruned
-from babel.prune.conclusion import speed_notes
+from babel.prune.conclusion import comparable_share, speed_notes
 from babel.prune.controls import matched_random_experts
-from babel.prune.evaluation import Evaluator, Perplexity, perplexity, speedups, throughput
+from babel.prune.evaluation import (
+    Evaluator,
+    Perplexity,
+    evaluation_chunks,
+    perplexity,
+    speedups,
+    throughput,
+)
 from babel.prune.flops import flops_per_token, theoretical_speedup
 from babel.prune.intervals import Interval, interval, rise_draws
 from babel.prune.masks import (
@@ -648,8 +656,6 @@ def flops_at_comparable(model: nn.Module, summary: pd.DataFrame, freq: np.ndarra
     """FLOP speedups (:func:`flop_speedup`) of the global frequency mask of ``freq`` at the
     smallest kept share whose median rise is within ``max_rise``
     (:func:`babel.prune.conclusion.comparable_share`); ``None`` when no share is."""
-    from babel.prune.conclusion import comparable_share
-
     k_ok = comparable_share(summary, max_rise=max_rise)
     if k_ok is None:
         return None
@@ -661,8 +667,6 @@ def evaluation_set(tokenizer, languages: Sequence[str], settings, *,
                    source: str = "builtin") -> dict[str, object]:
     """The held-out chunks of every language under notebook 04's evaluation settings
     (:func:`babel.prune.evaluation.evaluation_chunks`: the evaluation split only)."""
-    from babel.prune.evaluation import evaluation_chunks
-
     s = settings
     return {lang: evaluation_chunks(tokenizer, lang, seq_len=s.eval_seq_len,
                                     max_tokens=s.eval_max_tokens, max_items=s.eval_max_items,
@@ -674,8 +678,6 @@ def prune_check_section(exp, ev: Evaluator, freq: np.ndarray, partition: Partiti
     """Notebook 04's check that slicing equals masking (:func:`prune_check`) for
     ``language``'s global frequency mask at ``share``, saved and reloaded under
     ``data/cache/pruned/<model>/…`` with the settings that made it."""
-    from babel.core import paths
-
     key = f"{exp.partition.key}_{exp.profile.key}_{language}_global_k{share:g}"
     return prune_check(ev, neuron_keep_mask(keep_mask(freq, share), partition), language,
                        folder=paths.pruned_model_dir(exp.model, key),

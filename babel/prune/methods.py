@@ -39,6 +39,8 @@ import pandas as pd
 from torch import nn
 
 from babel.construct.partition import Partition
+from babel.core import paths
+from babel.core.artifacts import atomic_path, jsonable
 from babel.data.chunking import TokenChunks, chunk_texts
 from babel.data.corpus import load_items
 from babel.models.surgery import prune_model
@@ -47,6 +49,7 @@ from babel.profile.profiler import Profile
 from babel.prune import importance as imp
 from babel.prune.compensation import removed_mean_bias
 from babel.prune.evaluation import Evaluator, throughput
+from babel.prune.experiments import causal_removal, evaluation_set, speed_batch
 from babel.prune.masks import (
     ALLOCATIONS,
     keep_mask,
@@ -451,9 +454,6 @@ def frontier_run(ev: Evaluator, model: nn.Module, tokenizer, profiles: Mapping[s
     Returns:
         ``(frontier, table)``: the table has :data:`COLUMNS` first, then ``speed_timed_on``.
     """
-    from babel.core import paths
-    from babel.prune.experiments import speed_batch
-
     s = settings
     sens_ev = Evaluator(model, {"pooled": sensitivity_chunks(
         tokenizer, languages, n_items=s.methods_sensitivity_items, seq_len=s.eval_seq_len,
@@ -482,8 +482,6 @@ def frontier_models(exp, settings, model: nn.Module, tokenizer, ev: Evaluator,
     Returns:
         ``{model name: (frontier, table)}``, the experiment's model first.
     """
-    from babel.prune.experiments import evaluation_set
-
     out = {}
     for name in (exp.model, *[m for m in settings.methods_models if m != exp.model]):
         if name == exp.model:
@@ -527,8 +525,6 @@ def best_checks(ev: Evaluator, fr: Frontier, model: nn.Module, profiles: Mapping
                                     method=fr.best, share=share, languages=languages)
     _, causal = best_causal(ev, fr, languages_all, partition, target=target,
                             languages=languages, seeds=seeds, z=z)
-    from babel.core.artifacts import jsonable
-
     return own, jsonable(own_summary), jsonable(causal)
 
 
@@ -545,8 +541,6 @@ def headline(frontiers: Mapping[str, tuple[Frontier, pd.DataFrame]], own: dict |
 
 def write_csv(table: pd.DataFrame, path) -> None:
     """Write the frontier table (columns :data:`COLUMNS` first) atomically."""
-    from babel.core.artifacts import atomic_path
-
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 
@@ -557,8 +551,6 @@ def best_causal(ev: Evaluator, frontier: Frontier, languages_all: Sequence[str],
     """The causal test (:func:`babel.prune.experiments.causal_removal`) with experts specific
     to ``target`` under the best method's score (:func:`specific_by_score` over
     ``languages_all``); the random control is matched on that score."""
-    from babel.prune.experiments import causal_removal
-
     name = frontier.best.score
     scores = np.stack([frontier.scores(name, x) for x in languages_all])
     return causal_removal(ev, specific_by_score(scores, z=z), languages_all,

@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from babel.core.params import ParameterError, check_choice, check_number, check_str
+from babel.prune.importance import check_score
 
 
 def check_score_param(name: Any) -> str:
     """An importance score name (:mod:`babel.prune.importance`), or a one-line error."""
-    from babel.prune.importance import check_score
-
     try:
         return check_score(check_str("methods.scores", name))
     except ValueError as err:
