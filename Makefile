@@ -82,7 +82,7 @@ notebook: $(STAMP)
 mutation: $(STAMP)
 	$(PY) -m pip install -q 'mutmut>=3.3'
 	rm -rf mutants
-	$(VENV)/bin/mutmut run --max-children 2 || true
+	BABEL_MODELS_DIR=$(CURDIR)/data/models OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 || true
 	$(PY) tests/mutation_report.py mutants
 
 ## bench: speed benchmarks (profiling overhead, pruning speedups); prints measured ratios
