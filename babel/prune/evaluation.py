@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -204,6 +205,11 @@ def masked_perplexity(model: nn.Module, chunks: TokenChunks, keep_neurons=None, 
                     positions_per_slice=positions_per_slice, item_index=chunks.item_index)
 
 
+def _digest(data: bytes, shape: tuple[int, ...]) -> str:
+    """sha1 of an array's bytes and shape: the memo key of a mask or a bias."""
+    return hashlib.sha1(data + str(shape).encode()).hexdigest()
+
+
 class Evaluator:
     """Perplexity of one model on fixed per-language chunks under neuron masks, memoised.
 
@@ -229,19 +235,15 @@ class Evaluator:
     def mask_key(keep_neurons) -> str:
         if keep_neurons is None:
             return "dense"
-        import hashlib
-
         k = np.ascontiguousarray(np.asarray(keep_neurons, dtype=bool))
-        return hashlib.sha1(np.packbits(k).tobytes() + str(k.shape).encode()).hexdigest()
+        return _digest(np.packbits(k).tobytes(), k.shape)
 
     @staticmethod
     def bias_key(bias) -> str:
         if bias is None:
             return ""
-        import hashlib
-
         b = np.ascontiguousarray(np.asarray(bias, dtype=np.float64))
-        return "+b" + hashlib.sha1(b.tobytes() + str(b.shape).encode()).hexdigest()
+        return "+b" + _digest(b.tobytes(), b.shape)
 
     def __call__(self, keep_neurons, lang: str, *, bias=None) -> Perplexity:
         if lang not in self.chunks:

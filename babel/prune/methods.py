@@ -361,7 +361,7 @@ def with_speed(table: pd.DataFrame, speed: pd.DataFrame) -> pd.DataFrame:
     return out[[*COLUMNS, *[c for c in out.columns if c not in COLUMNS]]]
 
 
-def own_language(ev: Evaluator, frontier: Frontier, scores: Scores, model: nn.Module,
+def own_language(ev: Evaluator, frontier: Frontier, model: nn.Module,
                  profiles: Mapping[str, Profile], partition: Partition, *, method: Method,
                  share: float, languages: Sequence[str]) -> tuple[pd.DataFrame, dict]:
     """Rise of language A's mask (``method``, share ``k``) on language B's text, every pair.
@@ -372,7 +372,7 @@ def own_language(ev: Evaluator, frontier: Frontier, scores: Scores, model: nn.Mo
     """
     mat = pd.DataFrame(index=list(languages), columns=list(languages), dtype=float)
     for a in languages:
-        nm = neuron_keep_mask(method_mask(method, scores(method.score, a), share,
+        nm = neuron_keep_mask(method_mask(method, frontier.scores(method.score, a), share,
                                           sensitivity=np.asarray(frontier.sensitivity.get(
                                               sensitivity_key(method), [])) if
                                           method.allocation == "sensitivity" else None),
@@ -398,29 +398,29 @@ def first_sentence(table: pd.DataFrame, best: Method, *, model: str,
                    shares: Sequence[float] = (0.9, 0.8)) -> str:
     """The notebook's opening claim: the best method, its median rise and speed at ``shares``,
     against the paper's frequency ranking."""
-    parts = []
+    rows = table.set_index(["method", "compensation", "allocation", "k"]).sort_index()
+
+    def rises(m: Method, k: float) -> pd.DataFrame | None:
+        key = (*m.key(), k)
+        return rows.loc[key] if key in rows.index else None
+
+    parts, goals = [], []
     for k in shares:
-        sel = (table.method == best.score) & (table.compensation == best.compensation) & \
-              (table.allocation == best.allocation) & (table.k == k)
-        paper = (table.method == "frequency") & (table.compensation == "none") & \
-                (table.allocation == "global") & (table.k == k)
-        if not sel.any():
+        r, paper = rises(best, k), rises(PAPER, k)
+        if r is None:
             continue
-        r = table[sel]
         txt = f"k = {k:g}: median rise {100 * r.rise.median():+.1f}%"
         if "body_speedup" in r and r.body_speedup.notna().any():
             txt += (f", body ×{r.body_speedup.iloc[0]:.2f}, end to end "
                     f"×{r.e2e_speedup.iloc[0]:.2f}")
-        if paper.any():
-            txt += f" (the paper's frequency ranking: {100 * table[paper].rise.median():+.1f}%)"
+        if paper is not None:
+            txt += f" (the paper's frequency ranking: {100 * paper.rise.median():+.1f}%)"
         parts.append(txt)
-    goals = []
     for k, goal in GOALS.items():
-        sel = (table.method == best.score) & (table.compensation == best.compensation) & \
-              (table.allocation == best.allocation) & (table.k == k)
-        if sel.any():
-            got = float(table[sel].rise.median())
-            goals.append(f"≤ {100 * goal:.0f}% at k = {k:g} {'met' if got <= goal else 'not met'}")
+        r = rises(best, k)
+        if r is not None:
+            met = "met" if float(r.rise.median()) <= goal else "not met"
+            goals.append(f"≤ {100 * goal:.0f}% at k = {k:g} {met}")
     return (f"**Best pruning method on {model}: {best.label}** (score · compensation · "
             f"allocation) — " + "; ".join(parts) + "." +
             (f" Goals: {', '.join(goals)}." if goals else "") +
@@ -521,7 +521,7 @@ def best_checks(ev: Evaluator, fr: Frontier, model: nn.Module, profiles: Mapping
                 seeds: Sequence[int], z: float) -> tuple[pd.DataFrame, dict, dict]:
     """The language and causal tests with the best method: :func:`own_language` at
     ``share`` and :func:`best_causal` for ``target``. Returns (matrix, own, causal)."""
-    own, own_summary = own_language(ev, fr, fr.scores, model, profiles, partition,
+    own, own_summary = own_language(ev, fr, model, profiles, partition,
                                     method=fr.best, share=share, languages=languages)
     _, causal = best_causal(ev, fr, languages_all, partition, target=target,
                             languages=languages, seeds=seeds, z=z)
