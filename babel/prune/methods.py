@@ -402,7 +402,7 @@ def first_sentence(table: pd.DataFrame, best: Method, *, model: str,
 
     def rises(m: Method, k: float) -> pd.DataFrame | None:
         key = (*m.key(), k)
-        return rows.loc[key] if key in rows.index else None
+        return rows.loc[[key]] if key in rows.index else None  # a frame even for one row
 
     parts, goals = [], []
     for k in shares:

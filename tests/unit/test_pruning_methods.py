@@ -260,6 +260,13 @@ def test_frontier_on_a_tiny_model_prefers_its_own_experts(tiny_llama):
     assert list(full.columns[:10]) == list(pm.COLUMNS)
     assert full[full.language == "aa"].body_speedup.notna().all()
     assert "Best pruning method on tiny" in pm.first_sentence(full, fr.best, model="tiny")
+    # one language leaves one row per (method, k): the sentence still reads its rises
+    one = pm.first_sentence(full[full.language == "aa"], fr.best, model="tiny",
+                            shares=(0.9, 0.75))
+    r = full[(full.language == "aa") & (full.method == fr.best.score)
+             & (full.compensation == fr.best.compensation)
+             & (full.allocation == fr.best.allocation) & (full.k == 0.75)].rise.iloc[0]
+    assert f"k = 0.75: median rise {100 * r:+.1f}%" in one
 
 
 def test_specific_by_score_finds_the_planted_expert():
