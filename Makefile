@@ -105,7 +105,7 @@ $(PEERS_STAMP): pyproject.toml benchmarks/requirements-peers.txt
 ## bench-peers: babel vs plain hooks, nnsight and TransformerLens (own env .venv-peers); then pruned generation speed
 bench-peers: $(PEERS_STAMP)
 	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/bench_peers.py --readme
-	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/bench_generate.py
+	HF_HUB_OFFLINE=1 $(PEERS_VENV)/bin/python benchmarks/bench_generate.py --readme
 
 ## corpus-check: validate the built-in corpus (ids, scripts, lengths, language identification)
 corpus-check: $(STAMP)

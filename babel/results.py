@@ -176,14 +176,23 @@ def results_markdown(executed: Path) -> str:
             "(`build/report/index.html`).\n\n" + "\n\n".join(parts))
 
 
+def replace_block(readme: Path, name: str, text: str) -> Path:
+    """Replace what lies between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in
+    ``readme`` with ``text`` (atomically); the README's generated blocks (results, benchmark
+    tables) are all written this way."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    content = readme.read_text()
+    if begin not in content or end not in content:
+        raise ValueError(f"{readme} has no {begin} … {end} block to fill: add the two markers "
+                         f"where the text belongs")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+    return readme
+
+
 def update_readme(readme: Path = paths.PROJ_ROOT / "README.md",
                   executed: Path = paths.EXECUTED_DIR / "default") -> Path:
     """Rewrite the results block of ``readme`` (atomically)."""
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{readme} has no {BEGIN} … {END} block to fill")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    with atomic_path(readme) as tmp:
-        tmp.write_text(f"{head}{BEGIN}\n{results_markdown(executed)}\n{END}{tail}")
-    return readme
+    return replace_block(readme, "results", results_markdown(executed))

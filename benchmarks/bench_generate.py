@@ -40,6 +40,9 @@ from babel.profile.cache import language_chunks
 from babel.profile.profiler import profile_chunks
 from babel.prune.flops import flops_per_token
 from babel.prune.masks import keep_mask, neuron_keep_mask
+from babel.results import replace_block
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 STANDALONE = """
 import json, sys, torch
@@ -150,14 +153,19 @@ def bench_model(args, name: str) -> bool:
           f"{torch.get_num_threads()} threads")
     print(f"{'variant':28s} {'prefill t/s':>11s} {'ratio':>6s} {'FLOP':>6s} {'decode t/s':>10s} "
           f"{'ratio':>6s} {'CPU':>6s} {'FLOP':>6s} {'weights MiB':>11s}")
+    rows = []
     for v, m in variants.items():
         rp, rd = t_pre["dense"] / t_pre[v], t_dec["dense"] / t_dec[v]
         fp, fd = fl["dense"][0] / fl[v][0], fl["dense"][1] / fl[v][1]
+        rows.append({"variant": v, "prefill_tps": args.prompt / t_pre[v], "prefill_ratio": rp,
+                     "prefill_flop": fp, "decode_tps": (args.new - 1) / t_dec[v],
+                     "decode_ratio": rd, "decode_cpu_ratio": c_dec["dense"] / c_dec[v],
+                     "decode_flop": fd, "weights_mib": weight_bytes(m) / 2**20})
         print(f"{v:28s} {args.prompt / t_pre[v]:11.1f} {rp:6.3f} {fp:6.3f} "
               f"{(args.new - 1) / t_dec[v]:10.1f} {rd:6.3f} {c_dec['dense'] / c_dec[v]:6.3f} {fd:6.3f} "
               f"{weight_bytes(m) / 2**20:11.1f}")
-    print(f"peak RSS of this process so far: "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(f"peak RSS of this process so far: {peak:.0f} MiB")
 
     # the saved folder without babel: same greedy continuation as the in-memory pruned model
     want = generate(variants[f"k={k_hf:g}"], ids, args.check_tokens)[0, ids.shape[1]:].tolist()
@@ -172,13 +180,41 @@ def bench_model(args, name: str) -> bool:
              f"DIFFER (error: {p.stderr.strip().splitlines()[-1:] if p.returncode else got})"))
 
     shutil.rmtree(tmp, ignore_errors=True)
+    notes = [f"k={k_hf:g} folder loaded by plain `AutoModelForCausalLM.from_pretrained` in a "
+             f"fresh interpreter without babel: greedy {args.check_tokens} tokens "
+             + ("identical to the in-memory pruned model" if same else "DIFFER"),
+             f"peak RSS of the benchmark process: {peak:.0f} MiB"]
     if name == args.profile_model:
         bd = decode_breakdown(lm, ids, args.profile_steps)
-        print(f"torch.profiler, dense {name}, one decode step (mean of {args.profile_steps}, "
-              f"context {args.prompt}+): {bd['step']:.2f} ms = " + ", ".join(
-                  f"{k} {bd[k]:.2f} ms ({100 * bd[k] / bd['step']:.0f}%)"
-                  for k in ("attention", "ffn", "head", "other")))
-    return same
+        line = (f"torch.profiler, dense {name}, one decode step (mean of {args.profile_steps}, "
+                f"context {args.prompt}+): {bd['step']:.2f} ms = " + ", ".join(
+                    f"{k} {bd[k]:.2f} ms ({100 * bd[k] / bd['step']:.0f}%)"
+                    for k in ("attention", "ffn", "head", "other")))
+        print(line)
+        notes.append(line)
+    return same, rows, notes
+
+
+def markdown(args, tables: dict[str, tuple[list[dict], list[str]]]) -> str:
+    """The measured tables as markdown, with the command and the commit that made them."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip() or "unknown"
+    out = [(f"Measured by `make bench-peers` (`benchmarks/bench_generate.py --repeats "
+           f"{args.repeats}`, commit `{commit}`, {args.threads} threads, "
+           f"{time.strftime('%Y-%m-%d')}): greedy `generate`, batch 1, KV cache, "
+           f"{args.prompt}-token French prompt, {args.new} new tokens; pruned/dense ratios, "
+           f"median of interleaved rounds (decode CPU: process CPU time, steadier under load); "
+           f"FLOP: the predicted ratio (head included).")]
+    head = ("| variant | prefill tok/s | prefill × | FLOP × | decode tok/s | decode × "
+            "| decode CPU × | FLOP × | weights |")
+    for model, (rows, notes) in tables.items():
+        out += ["", f"**{model}**", "", head, "|---|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['variant']} | {r['prefill_tps']:.0f} | {r['prefill_ratio']:.2f} | "
+                f"{r['prefill_flop']:.2f} | {r['decode_tps']:.1f} | {r['decode_ratio']:.2f} | "
+                f"{r['decode_cpu_ratio']:.2f} | {r['decode_flop']:.2f} | "
+                f"{r['weights_mib']:.0f} MiB |" for r in rows]
+        out += [""] + [f"- {n}" for n in notes]
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -187,16 +223,22 @@ def main() -> None:
     ap.add_argument("--shares", nargs="+", type=float, default=[0.9, 0.8, 0.7])
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--new", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--profile-tokens", type=int, default=1024)
     ap.add_argument("--check-tokens", type=int, default=32)
     ap.add_argument("--profile-model", default="gemma-3-270m")
     ap.add_argument("--profile-steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--readme", action="store_true",
+                    help="write the tables into README.md's bench-generate block")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    results = [bench_model(args, m) for m in args.models]  # every model, no short cut
-    ok = all(results)
+    results = {m: bench_model(args, m) for m in args.models}  # every model, no short cut
+    ok = all(r[0] for r in results.values())
+    text = markdown(args, {m: (r[1], r[2]) for m, r in results.items()})
+    print("\n" + text)
+    if args.readme and ok:
+        replace_block(README, "bench-generate", text)
     sys.exit(0 if ok else 1)
 
 

@@ -9,7 +9,10 @@ Every tool computes, on the same French chunks (BOS and padding not counted):
 Tools: ``babel`` (:func:`babel.profile.profiler.profile_chunks`); ``hooks`` (forward hooks
 written the obvious way: membership matmul, per-layer z-score, ``topk`` over all L·E);
 ``nnsight`` (``model.trace`` saving ``mlp.gate_proj.output`` and ``mlp.down_proj.input``);
-``transformer_lens`` (``TransformerBridge`` + ``run_with_cache`` with a names filter). The
+``transformer_lens`` (``TransformerBridge`` + ``run_with_cache`` with a names filter);
+``babel_compiled`` (the same call with ``compiled=True``: the body and babel's hooks through
+``torch.compile``; fused arithmetic moves ``h`` by a few ulps, so a handful of near-tie
+selections may differ, reported in the check column). The
 peers share one reduction (:class:`Reducer`), so their differences are the framework's.
 ``plain`` is a plain body forward (the bound for all of them).
 
@@ -45,8 +48,9 @@ from babel.models.ffn import body, decoder_layers
 from babel.models.loading import load_model, resolve
 from babel.profile.cache import language_chunks
 from babel.profile.profiler import profile_chunks
+from babel.results import replace_block
 
-TOOLS = ("plain", "babel", "hooks", "nnsight", "transformer_lens")
+TOOLS = ("plain", "babel", "babel_compiled", "hooks", "nnsight", "transformer_lens")
 Stats = tuple[np.ndarray, np.ndarray, np.ndarray]  # counts [L,E], active [L,N], abs [L,N]
 
 
@@ -116,6 +120,13 @@ class Bench:
     def run_babel(self) -> Stats:
         p = profile_chunks(self.lm, self.part, self.rule, self.ids, self.am,
                            batch_size=self.batch, bos_id=self.tok.bos_token_id, progress=False)
+        return p.counts, p.neuron_active, p.neuron_abs
+
+    def run_babel_compiled(self) -> Stats:
+        """babel's optional ``torch.compile`` path (the first call compiles: the warm-up)."""
+        p = profile_chunks(self.lm, self.part, self.rule, self.ids, self.am,
+                           batch_size=self.batch, bos_id=self.tok.bos_token_id, progress=False,
+                           compiled=True)
         return p.counts, p.neuron_active, p.neuron_abs
 
     @torch.no_grad()
@@ -315,9 +326,6 @@ def bench_model(args, model: str) -> tuple[bool, list[dict]]:
     return ok, rows
 
 
-BEGIN, END = "<!-- bench-peers:begin -->", "<!-- bench-peers:end -->"
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
@@ -345,15 +353,6 @@ def markdown(args, tables: dict[str, list[dict]]) -> str:
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def write_readme(text: str, readme: Path = README) -> None:
-    """Replace the block between :data:`BEGIN` and :data:`END` in README.md with ``text``."""
-    s = readme.read_text()
-    if BEGIN not in s or END not in s:
-        raise SystemExit(f"{readme} has no {BEGIN} … {END} block to rewrite")
-    head, rest = s.split(BEGIN, 1)
-    readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["gemma-3-270m", "smollm2-135m"])
@@ -361,7 +360,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-memory", action="store_true", help="skip the per-tool memory runs")
     ap.add_argument("--readme", action="store_true",
@@ -379,7 +378,7 @@ def main() -> None:
     text = markdown(args, {m: r[1] for m, r in results.items()})
     print("\n" + text)
     if args.readme and ok:
-        write_readme(text)
+        replace_block(README, "bench-peers", text)
     print("\nall counts equal babel's" if ok else "\nFAILED: some tool's counts differ from babel's")
     sys.exit(0 if ok else 1)
 

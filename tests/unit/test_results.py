@@ -75,6 +75,18 @@ def test_readme_block_is_rewritten_and_the_rest_kept(tmp_path, monkeypatch):
         results.update_readme(readme, executed)
 
 
+def test_named_blocks_are_replaced_independently(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- x:begin -->\nold x\n<!-- x:end -->\nb\n"
+                      "<!-- y:begin -->\nold y\n<!-- y:end -->\nc\n")
+    results.replace_block(readme, "y", "new y")
+    assert readme.read_text() == ("a\n<!-- x:begin -->\nold x\n<!-- x:end -->\nb\n"
+                                  "<!-- y:begin -->\nnew y\n<!-- y:end -->\nc\n")
+    with pytest.raises(ValueError, match="z:begin .* add the two markers"):
+        results.replace_block(readme, "z", "t")
+    assert "new y" in readme.read_text() and [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+
 def test_pruning_paragraph_leads_with_the_best_method_when_the_frontier_ran():
     rec = dict(RECORDS["04_pruning"])
     rec["conclusion"] = ("**Best pruning method on m: energy · none · uniform** (score) — "
