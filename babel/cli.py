@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import difflib
 import os
 import sys
@@ -104,16 +105,22 @@ def _add_experiment_arguments(p: argparse.ArgumentParser, *, languages: bool = T
                    help="weights' dtype (scores are computed in fp32 either way)")
     p.add_argument("--device-map", default=None,
                    help="e.g. auto: spread a model larger than one device (accelerate)")
+    p.add_argument("--compiled", action="store_true",
+                   help="profile through torch.compile (needs a C++ compiler; compiles once "
+                        "per batch shape; cached apart from eager profiles)")
     p.add_argument("--out", type=Path, default=Path("babel-out"),
                    help="output folder (default ./babel-out)")
 
 
 def _experiment(args: argparse.Namespace, languages: Any) -> ExperimentConfig:
-    return ExperimentConfig.from_params(
+    exp = ExperimentConfig.from_params(
         model=args.model, languages=languages, corpus=args.corpus, n_experts=args.experts,
         languages_csv=str(args.languages_csv) if args.languages_csv else None,
         share=args.share, max_items=args.max_items or None, seq_len=args.seq_len,
         batch_size=args.batch_size)
+    if getattr(args, "compiled", False):
+        exp = dataclasses.replace(exp, profile=dataclasses.replace(exp.profile, compiled=True))
+    return exp
 
 
 def _profiles(args: argparse.Namespace, languages: Any):

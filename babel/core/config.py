@@ -108,6 +108,9 @@ class ProfileConfig:
         path: The folder of the user's files (``source="files"``); ``None`` otherwise. Left
             out of the saved config when ``None``, so built-in profiles keep their key and
             settings.
+        compiled: Profile through ``torch.compile`` (:func:`babel.profile.profiler.run_batches`).
+            Its fused arithmetic may flip a near-tie selection, so compiled profiles are
+            cached apart (``_compiled`` in the key); left out of key and settings when off.
     """
 
     rule: SelectionRule = dataclasses.field(default_factory=SelectionRule)
@@ -119,6 +122,7 @@ class ProfileConfig:
     exclude_bos: bool = True
     max_items: int | None = None
     path: str | None = None
+    compiled: bool = False
 
     def __post_init__(self) -> None:
         if self.source == "files" and not self.path:
@@ -152,14 +156,16 @@ class ProfileConfig:
             where = str(Path(self.path).expanduser().resolve())
             source += "-" + hashlib.sha256(where.encode("utf-8")).hexdigest()[:8]
         return (f"{self.rule.key}_{source}-{self.split}_L{self.seq_len}_T{budget}"
-                f"_bos{int(not self.exclude_bos)}{items}")
+                f"_bos{int(not self.exclude_bos)}{items}{'_compiled' if self.compiled else ''}")
 
     def as_dict(self) -> dict:
-        """The saved settings: every field, ``path`` only when set (so built-in profiles keep
-        the settings they were saved with)."""
+        """The saved settings: every field, ``path`` only when set and ``compiled`` only when
+        on (so built-in eager profiles keep the settings they were saved with)."""
         out = dataclasses.asdict(self)
         if out["path"] is None:
             del out["path"]
+        if not out["compiled"]:
+            del out["compiled"]
         return out
 
 

@@ -123,7 +123,7 @@ def _compute(model: nn.Module, tokenizer, partition: Partition, lang: str, cfg: 
     t0 = time.perf_counter()
     prof = run(model, partition, cfg.rule, chunks.input_ids, chunks.attention_mask,
                lang=lang, batch_size=cfg.batch_size, bos_id=tokenizer.bos_token_id,
-               exclude_bos=cfg.exclude_bos, progress=progress)
+               exclude_bos=cfg.exclude_bos, progress=progress, compiled=cfg.compiled)
     secs = time.perf_counter() - t0
     prof.items_sha256 = items_sha256(ids)
     if distributed.is_main():  # after every rank reported success (distributed.sharded)

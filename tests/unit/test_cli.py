@@ -46,6 +46,25 @@ def test_profile_writes_the_table_and_heatmap(model_dir, tmp_path, capsys) -> No
     assert Path(printed[1]).suffix == ".png" and Path(printed[1]).stat().st_size > 0
 
 
+def test_profile_compiled_is_cached_apart_and_agrees_with_eager(model_dir, tmp_path,
+                                                                capsys) -> None:
+    out = tmp_path / "out"
+    args = ["profile", "--languages", "en,ru", *_common(model_dir, CORPUS, out)]
+    assert cli.main(args) == 0
+    eager = pd.read_parquet(capsys.readouterr().out.split()[0])
+    assert cli.main([*args, "--compiled"]) == 0
+    comp = pd.read_parquet(capsys.readouterr().out.split()[0])
+    keys = {p.parent.name for p in paths.cache_dir().rglob("*.npz")}
+    assert any(k.endswith("_compiled") for k in keys) and any(
+        not k.endswith("_compiled") for k in keys)
+    assert list(comp.columns) == list(eager.columns) and len(comp) == len(eager)
+    assert (comp[["language", "layer", "expert", "tokens"]]
+            == eager[["language", "layer", "expert", "tokens"]]).all().all()
+    # fused arithmetic may flip a near-tie selection: at most two selections differ
+    assert (comp["count"] - eager["count"]).abs().sum() <= 2
+    assert eager["count"].sum() > 0
+
+
 def test_families_writes_matrix_clustermap_and_statistics(model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     assert cli.main(["families", "--languages", "[en, ru, qaa, nl]", "--permutations", "20",

@@ -60,8 +60,10 @@ def _cache_files() -> list[Path]:
 def test_builtin_config_and_key_are_unchanged() -> None:
     cfg = ProfileConfig()
     assert cfg.key == "cross_layer-r0.2_builtin-profiling_L128_Tall_bos0"
-    saved = {k: v for k, v in config_dict(cfg).items() if k != "path"}
+    saved = {k: v for k, v in config_dict(cfg).items() if k not in ("path", "compiled")}
     assert cfg.as_dict() == saved  # the saved settings of built-in profiles: no new field
+    on = ProfileConfig(compiled=True)  # the compiled path is cached apart
+    assert on.key == cfg.key + "_compiled" and on.as_dict() == {**saved, "compiled": True}
 
 
 def test_corpus_parameter_takes_a_source_or_a_folder(corpus) -> None:
