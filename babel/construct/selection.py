@@ -52,8 +52,10 @@ def topk_mask(x: Tensor, k: int) -> Tensor:
     flat = x.reshape(-1, n)
     arr = flat.detach().numpy()
     thr = np.partition(arr, n - k, axis=-1)[:, n - k:n - k + 1]
-    mask = torch.from_numpy(arr >= thr)
-    over = (mask.sum(-1) != k).nonzero().flatten()
+    sel = arr >= thr
+    # rows with ties at the threshold (numpy's count: torch's sum of a bool tensor is slower)
+    over = torch.from_numpy(np.flatnonzero(np.count_nonzero(sel, axis=-1) != k))
+    mask = torch.from_numpy(sel)
     if len(over):
         idx = flat[over].topk(k, dim=-1).indices
         mask[over] = torch.zeros(len(over), n, dtype=torch.bool).scatter_(-1, idx, True)
