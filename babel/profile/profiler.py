@@ -272,7 +272,8 @@ def run_batches(model: nn.Module, tally: _Tally, input_ids: Tensor, attention_ma
     shape compiles (about a minute per shape for Gemma 3 270M on 2 CPU cores, cached in the
     process); the arithmetic is fused, so ``h`` differs from eager in the last bits and a
     token whose k-th and (k+1)-th z-scores are that close may select another expert
-    (:func:`compiled_agreement` measures it).
+    (``benchmarks/bench_peers.py`` counts how many on the real models). The hooks are traced
+    by their code, not their identity: later calls with a new tally reuse the graph.
     """
     run = body(model)
     if compiled:

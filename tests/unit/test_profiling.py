@@ -217,3 +217,12 @@ def test_compiled_path_agrees_with_eager_and_restores_weights(tiny_llama):
         assert np.allclose(getattr(comp, f), getattr(eager, f), rtol=1e-4, atol=1e-5), f
     # the hooks ran inside the compiled graph: the statistics are filled
     assert comp.neuron_abs.sum() > 0 and not np.allclose(comp.neuron_sum, 0)
+    # a second call reuses the graph with the new call's tally (no state baked in)
+    ids2, am2 = _chunks(seed=3, c=4)
+    eager2 = profile_chunks(tiny_llama, part, rule, ids2, am2, batch_size=2, bos_id=1,
+                            progress=False)
+    comp2 = profile_chunks(tiny_llama, part, rule, ids2, am2, batch_size=2, bos_id=1,
+                           progress=False, compiled=True)
+    assert np.abs(comp2.counts - eager2.counts).sum() <= 2
+    assert np.allclose(comp2.neuron_abs, eager2.neuron_abs, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(comp2.neuron_abs, comp.neuron_abs)
