@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from babel.construct.partition import Partition
@@ -209,9 +210,10 @@ class _Tally:
     def on_h(self, i: int, h: Tensor) -> None:
         flat = _at_least_fp32(h.detach().reshape(-1, h.shape[-1]))
         a = flat.abs()
-        # pooled mean over each contiguous expert: a view and one reduction (bit-equal to
-        # avg_pool1d, which costs more on the CPU)
-        self.scores[i] = a.view(a.shape[0], -1, self.partition.expert_size).mean(-1)
+        # pooled mean over each contiguous expert. avg_pool1d, not view(...).mean(-1): the
+        # two round differently when the expert size is not a power of two (SmolLM2: 6), and
+        # the saved counts must not move; the view is barely faster
+        self.scores[i] = F.avg_pool1d(a.unsqueeze(1), self.partition.expert_size).squeeze(1)
         v = self.validf.to(a.dtype)
         self.abs[i] += v @ a
         self.sum[i] += v @ flat
