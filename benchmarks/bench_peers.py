@@ -117,17 +117,15 @@ class Bench:
         for ids, am, _ in self.batches():
             body(self.lm)(input_ids=ids, attention_mask=am)
 
-    def run_babel(self) -> Stats:
+    def run_babel(self, compiled: bool = False) -> Stats:
         p = profile_chunks(self.lm, self.part, self.rule, self.ids, self.am,
-                           batch_size=self.batch, bos_id=self.tok.bos_token_id, progress=False)
+                           batch_size=self.batch, bos_id=self.tok.bos_token_id, progress=False,
+                           compiled=compiled)
         return p.counts, p.neuron_active, p.neuron_abs
 
     def run_babel_compiled(self) -> Stats:
         """babel's optional ``torch.compile`` path (the first call compiles: the warm-up)."""
-        p = profile_chunks(self.lm, self.part, self.rule, self.ids, self.am,
-                           batch_size=self.batch, bos_id=self.tok.bos_token_id, progress=False,
-                           compiled=True)
-        return p.counts, p.neuron_active, p.neuron_abs
+        return self.run_babel(compiled=True)
 
     @torch.no_grad()
     def run_hooks(self) -> Stats:
