@@ -168,6 +168,12 @@ PROFILE_ARRAYS = ("chunk_counts", "chunk_tokens", "neuron_active", "neuron_abs",
 STATISTICS = "counts,active,abs,sum,sq"
 
 
+#: The ``torch.compile`` backend of the compiled path: inductor (fused code). The tests trace the
+#: real model with ``"aot_eager"`` (dynamo's graph and functionalized hooks, run by eager
+#: kernels: the same arithmetic as eager, and no code generation).
+COMPILE_BACKEND = "inductor"
+
+
 def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     return None if a is None or b is None else a + b
 
@@ -279,7 +285,7 @@ def run_batches(model: nn.Module, tally: _Tally, input_ids: Tensor, attention_ma
     """
     run = body(model)
     if compiled:
-        run = torch.compile(run)
+        run = torch.compile(run, backend=COMPILE_BACKEND)
     device = next(model.parameters()).device
     for s in range(0, input_ids.shape[0], batch_size):
         ids = input_ids[s:s + batch_size].to(device)
