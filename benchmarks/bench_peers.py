@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from babel.construct.partition import get_partition
+from babel.construct.routing import contiguous_experts
 from babel.core.config import PartitionConfig, ProfileConfig, SelectionRule
 from babel.models.ffn import body, decoder_layers
 from babel.models.loading import load_model, resolve
@@ -268,7 +269,7 @@ def timed(fn: Callable) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def bench_model(args, model: str) -> tuple[bool, list[dict]]:
+def bench_model(args, model: str) -> tuple[bool, list[dict], str]:
     b = Bench(model, args.tokens, args.batch, args.seq_len)
     print(f"\n== {model}: {b.n_tokens} French tokens ({int(b.valid.sum())} counted) in "
           f"{b.ids.shape[0]} chunks of {args.seq_len}, batch {args.batch}, "
@@ -327,16 +328,29 @@ def bench_model(args, model: str) -> tuple[bool, list[dict]]:
             print(f"{'':18s} memory run failed: {mem[:200]}")
     print("untimed warm-up round, x plain: " + ", ".join(
         f"{t} {warm[t] / warm['plain']:.2f}" for t in tools[1:]))
+    # babel's fixed cost per call: the FFN weights reordered into contiguous experts and back
+    # (once per call, whatever the number of tokens; a language of the default run is one call)
+    reorder = []
+    for _ in range(args.repeats):
+        w0 = time.perf_counter()
+        with contiguous_experts(b.lm, b.part):
+            pass
+        reorder.append(time.perf_counter() - w0)
+    fixed = statistics.median(reorder)
+    note = (f"babel's fixed cost per call, reordering the FFN weights into contiguous experts and "
+            f"back: {fixed:.3f} s, {100 * fixed / med['plain']:.1f}% of the plain forward over "
+            f"these {b.n_tokens} tokens (median of {args.repeats}).")
+    print(note)
     print("per-round x plain: " + ", ".join(
         f"{t} {[round(a / p, 3) for a, p in zip(times[t], times['plain'])]}" for t in tools[1:]))
-    return ok, rows
+    return ok, rows, note
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def markdown(args, tables: dict[str, list[dict]]) -> str:
+def markdown(args, tables: dict[str, list[dict]], notes: dict[str, str] | None = None) -> str:
     """The measured tables as markdown, with the command and the commit that made them."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip() or "unknown"
@@ -354,6 +368,8 @@ def markdown(args, tables: dict[str, list[dict]]) -> str:
                        f"{_fmt(r['x_plain'], '.2f')} | {_fmt(r['x_babel'], '.2f')} | "
                        f"{_fmt(r['cpu_x_plain'], '.2f')} | {_fmt(r['peak_mib'], '.0f')} MiB | "
                        f"{_fmt(r['extra_mib'], '.0f')} MiB | {r['check']} |")
+        if notes and notes.get(model):
+            out += ["", notes[model]]
     return "\n".join(out)
 
 
@@ -364,7 +380,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["gemma-3-270m", "smollm2-135m"])
     ap.add_argument("--tools", nargs="+", default=list(TOOLS[2:]), choices=TOOLS[2:])
-    ap.add_argument("--tokens", type=int, default=1024)
+    ap.add_argument("--tokens", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
@@ -382,7 +398,8 @@ def main() -> None:
         return
     results = {m: bench_model(args, m) for m in args.models}  # every model, no short cut
     ok = all(r[0] for r in results.values())
-    text = markdown(args, {m: r[1] for m, r in results.items()})
+    text = markdown(args, {m: r[1] for m, r in results.items()},
+                    {m: r[2] for m, r in results.items()})
     print("\n" + text)
     if args.readme and ok:
         replace_block(README, "bench-peers", text)
