@@ -98,6 +98,17 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BABEL_RESULTS_DIR", str(tmp_path / "results"))
 
 
+@pytest.fixture(autouse=True)
+def _expensive_skips_per_mutant(request):
+    """In ``make mutation`` (mutmut names the mutant under test in ``MUTANT_UNDER_TEST``), tests
+    marked ``expensive`` skip: each compiles for up to a minute or starts a fresh interpreter,
+    and mutmut runs the mapped tests once per mutant. Skipping can only let a mutant survive, so
+    the score is a lower bound; these tests run as usual everywhere else."""
+    if (request.node.get_closest_marker("expensive")
+            and "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", "")):
+        pytest.skip("expensive test, skipped per mutant in make mutation")
+
+
 @pytest.fixture(scope="session")
 def gemma():
     """The real embedded gemma-3-270m (fp32), loaded once per session."""

@@ -46,6 +46,7 @@ def test_profile_writes_the_table_and_heatmap(model_dir, tmp_path, capsys) -> No
     assert Path(printed[1]).suffix == ".png" and Path(printed[1]).stat().st_size > 0
 
 
+@pytest.mark.expensive
 def test_profile_compiled_is_cached_apart_and_agrees_with_eager(model_dir, tmp_path,
                                                                 capsys) -> None:
     out = tmp_path / "out"

@@ -199,6 +199,7 @@ def _can_compile() -> bool:
 
 
 @pytest.mark.skipif(not _can_compile(), reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.expensive
 def test_compiled_path_agrees_with_eager_and_restores_weights(tiny_llama):
     part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
     rule = SelectionRule("cross_layer", share=0.25)

@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -34,6 +35,7 @@ STANDALONE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.expensive
 def test_pruned_folder_loads_without_babel(tiny_model_dir, tmp_path) -> None:
     dense = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
     rng = np.random.default_rng(0)

@@ -118,6 +118,7 @@ def test_compensation_is_exact_for_a_constant_input(kind):
     torch.testing.assert_close(pruned(input_ids=ids).logits, dense, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.expensive
 @pytest.mark.parametrize("kind", ["llama", "gemma3"])
 def test_compensated_folder_loads_in_plain_transformers_or_says_it_cannot(kind, tmp_path):
     from tests.conftest import _tiny
