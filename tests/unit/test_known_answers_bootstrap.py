@@ -100,3 +100,38 @@ def test_bad_input_is_refused():
         bootstrap_similarity([counts[0], np.zeros((0, 2, 5))], [tokens[0], np.zeros(0)])
     with pytest.raises(ValueError, match="metric must be one of"):
         bootstrap_similarity(counts, tokens, metric="euclid")
+
+
+def test_frequencies_divide_by_at_least_one_token_with_centred_similarity():
+    """One chunk per language, so every resample equals the full data. Frequencies are
+    counts / max(tokens, 1): A (1, 0, 0) over 1 token, B (0, 2, 0) over 2, C (0, 0, 3) over 0
+    give (1, 0, 0), (0, 1, 0), (0, 0, 3). Centred over the languages (mean (1/3, 1/3, 1)):
+    A = (2, -1, -3) / 3, B = (-1, 2, -3) / 3, C = (-1, -1, 6) / 3, so cos(A, B) = 5 / 14 and
+    cos(A, C) = cos(B, C) = -19 / sqrt(14 * 38). (Centring is not scale free: dividing by 2
+    instead of 1 would move them.)"""
+    counts = [np.array([[[1, 0, 0]]]), np.array([[[0, 2, 0]]]), np.array([[[0, 0, 3]]])]
+    tokens = [np.array([1]), np.array([2]), np.array([0])]
+    ac = -19 / np.sqrt(14 * 38)
+    expected = np.array([[1, 5 / 14, ac], [5 / 14, 1, ac], [ac, ac, 1]])
+    res = bootstrap_similarity(counts, tokens, n_bootstrap=4, seed=1)  # default: centered
+    np.testing.assert_allclose(res.point, expected, atol=1e-12)
+    np.testing.assert_allclose(res.samples, np.repeat(expected[None], 4, axis=0), atol=1e-12)
+
+
+def test_single_precision_inputs_are_computed_in_double():
+    """float32 counts and tokens give the float64 answer: 1/3-like frequencies are not
+    rounded to single precision, and 2**24 + 1 tokens (not a float32) are summed exactly."""
+    counts, tokens = _chunks(3, n_lang=3)
+    tokens[0] = tokens[0].copy()
+    tokens[0][0] = 2 ** 24  # language 0: 2**24 + more tokens, its frequencies tiny
+    counts[1] = counts[1] * 7 + 1  # odd counts over odd token totals: no exact float32
+    tokens[1] = tokens[1] * 3 + 1
+    ref = bootstrap_similarity(counts, tokens, n_bootstrap=6, seed=5)
+    single = bootstrap_similarity([c.astype(np.float32) for c in counts],
+                                  [t.astype(np.float32) for t in tokens], n_bootstrap=6, seed=5)
+    np.testing.assert_allclose(single.point, ref.point, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(single.samples, ref.samples, rtol=0, atol=1e-13)
+    # the float32 answer is measurably different, so the comparison above has teeth
+    pooled32 = np.stack([c.astype(np.float32).sum(0) / np.float32(t.astype(np.float32).sum())
+                         for c, t in zip(counts, tokens)]).astype(np.float64)
+    assert not np.allclose(similarity(pooled32), ref.point, rtol=0, atol=1e-13)
