@@ -8,7 +8,6 @@ Every cached profile is verified before use and rebuilt when it fails (:mod:`bab
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Iterable, Sequence
@@ -104,9 +103,12 @@ def _load_cached(path: Path, lang: str, meta: dict, partition: Partition) -> Pro
     """
     meta_path = path.with_suffix(".json")
     if meta_path.exists() and path.exists():
-        with contextlib.suppress(CacheError):
-            if read_meta(meta_path).get("statistics") != meta["statistics"]:
-                raise CacheStale(f"{path} holds other statistics ({STATISTICS} needed)")
+        try:  # unreadable settings are a broken cache: Profile.load below reports them
+            saved_stats = read_meta(meta_path).get("statistics")
+        except CacheError:
+            saved_stats = meta["statistics"]
+        if saved_stats != meta["statistics"]:
+            raise CacheStale(f"{path} holds other statistics ({STATISTICS} needed)")
     prof = Profile.load(path, lang, n_layers=partition.n_layers, n_experts=partition.n_experts,
                         n_neurons=partition.n_neurons)
     saved = read_meta(path.with_suffix(".json"))
