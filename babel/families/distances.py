@@ -277,7 +277,10 @@ def _permuted_upper(d: np.ndarray, n_permutations: int, seed: int) -> np.ndarray
 
 
 def _check(x: np.ndarray, *others: np.ndarray) -> int:
-    n = np.asarray(x).shape[0]
+    shape = np.asarray(x).shape
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"need a square distance matrix, got shape {shape}")
+    n = shape[0]
     if n < 3:
         raise ValueError(f"a Mantel test needs >= 3 languages, got {n}")
     for o in others:

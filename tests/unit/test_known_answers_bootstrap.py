@@ -3,6 +3,8 @@ hand-made resamples for the result's intervals and bias, point estimates equal t
 frequencies, a one-chunk language that never varies, and batching that changes nothing."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from sklearn.metrics.pairwise import cosine_similarity
@@ -102,6 +104,17 @@ def test_bad_input_is_refused():
         bootstrap_similarity(counts, tokens, metric="euclid")
 
 
+def test_refusals_say_exactly_what_is_wrong():
+    """The two refusals carry their whole message, nothing before or after it."""
+    counts, tokens = _chunks()
+    with pytest.raises(ValueError) as err:
+        bootstrap_similarity(counts[:1], tokens[:1])
+    assert str(err.value) == "need chunk counts and chunk tokens for the same >= 2 languages"
+    with pytest.raises(ValueError) as err:
+        bootstrap_similarity([counts[0], np.zeros((0, 2, 5))], [tokens[0], np.zeros(0)])
+    assert str(err.value) == "a language has no chunks: profile it with some tokens first"
+
+
 def test_frequencies_divide_by_at_least_one_token_with_centred_similarity():
     """One chunk per language, so every resample equals the full data. Frequencies are
     counts / max(tokens, 1): A (1, 0, 0) over 1 token, B (0, 2, 0) over 2, C (0, 0, 3) over 0
@@ -135,3 +148,18 @@ def test_single_precision_inputs_are_computed_in_double():
     pooled32 = np.stack([c.astype(np.float32).sum(0) / np.float32(t.astype(np.float32).sum())
                          for c, t in zip(counts, tokens)]).astype(np.float64)
     assert not np.allclose(similarity(pooled32), ref.point, rtol=0, atol=1e-13)
+
+
+def test_single_precision_counts_are_pooled_in_double():
+    """Language A's two chunks count (2**24, 0, 0) and (1, 2**24, 0), each exact in float32;
+    pooled they are (2**24 + 1, 2**24, 0), which float32 would round to (2**24, 2**24, 0).
+    Against B = (1, 0, 0) the cosine is (N + 1) / sqrt((N + 1)**2 + N**2) with N = 2**24,
+    about 2e-8 above the float32 answer 1 / sqrt 2."""
+    n = 2.0 ** 24
+    counts = [np.array([[[n, 0, 0]], [[1, n, 0]]], dtype=np.float32),
+              np.array([[[1, 0, 0]]], dtype=np.float32)]
+    tokens = [np.array([1, 1], dtype=np.float32), np.array([1], dtype=np.float32)]
+    res = bootstrap_similarity(counts, tokens, metric="cosine", n_bootstrap=2)
+    expected = (n + 1) / math.sqrt((n + 1) ** 2 + n ** 2)
+    assert expected - 1 / math.sqrt(2) > 1e-8
+    assert res.point[0, 1] == pytest.approx(expected, rel=0, abs=1e-14)

@@ -208,6 +208,29 @@ def test_position_rmse_is_that_of_the_fitted_distances(fake_uriel, monkeypatch):
         assert abs(row.lat - _POSITIONS[code][0]) < 2 and abs(row.lon - _POSITIONS[code][1]) < 2
 
 
+def test_fit_starts_from_the_nearest_node_of_the_two_degree_grid(monkeypatch):
+    """The start grid has nodes at odd degrees (latitudes -89..89, longitudes -179..179, every
+    2). Positions planted at (10.6, 20.7), (-40.7, -100.4) and (70.3, 178.8) are well inside
+    their cells, so each fit starts from its nearest node: (11, 21), (-41, -101), (71, 179)."""
+    import scipy.optimize
+
+    planted = {"p1": (10.6, 20.7), "p2": (-40.7, -100.4), "p3": (70.3, 178.8)}
+    geo = _db(list(planted), [f"GC_{lat}_{lon}" for lat, lon in _FIXED],
+              [[_great_circle(planted[c], q) for q in _FIXED] for c in planted])
+    monkeypatch.setattr(dist, "uriel_data", lambda name: {"geocoord_features": geo}[name])
+    real, starts = scipy.optimize.least_squares, []
+
+    def spy(fun, x0, **kw):
+        starts.append([float(v) for v in x0])
+        return real(fun, x0, **kw)
+
+    monkeypatch.setattr(scipy.optimize, "least_squares", spy)
+    pos = uriel_positions(list(planted))
+    assert starts == [[11.0, 21.0], [-41.0, -101.0], [71.0, 179.0]]
+    np.testing.assert_allclose(pos[["lat", "lon"]].to_numpy(), list(planted.values()),
+                               atol=1e-6)
+
+
 def test_geographic_distance_is_the_great_circle_over_half_the_circumference(fake_uriel):
     """(0, 0) to (0, 90) is a quarter circle: 0.5; the others by unit vectors."""
     codes = ["aaa", "aab", "eng", "ekk", "aac"]
@@ -347,6 +370,29 @@ def test_mantel_defaults_are_spearman_1000_permutations_seed_0():
     assert p.p_value == pytest.approx(_loop_p(x, y, p.r, _pearson, 40, 2), abs=1e-12)
 
 
+def test_pearson_permutations_of_an_asymmetric_matrix_are_correlated_one_by_one():
+    """Pearson leaves x as given. Here x is symmetric plus 4 above the diagonal: its own r is
+    that of the symmetric part (a constant shift of the triangle), but permuting rows and
+    columns brings a different mix of shifted and unshifted values into each permuted
+    triangle, so every permutation has its own mean. Each is still Pearson's r of its own
+    triangle: p equals the loop's (scipy's pearsonr, one permutation at a time), for the
+    Mantel and the partial test."""
+    sym, y = _weak_pair()
+    x = sym + 4 * np.triu(np.ones((8, 8)), 1)
+    z = _points(8, 9)
+    m = mantel(x, y, method="pearson", n_permutations=100, seed=6)
+    assert m.r == pytest.approx(_pearson(_upper(sym), _upper(y)), abs=1e-12)
+    assert m.p_value == pytest.approx(_loop_p(x, y, m.r, _pearson, 100, 6), abs=1e-12)
+
+    def part(a, b):
+        rab, raz, rbz = _pearson(a, b), _pearson(a, _upper(z)), _pearson(b, _upper(z))
+        return (rab - raz * rbz) / math.sqrt((1 - raz ** 2) * (1 - rbz ** 2))
+
+    pm = partial_mantel(x, y, z, method="pearson", n_permutations=100, seed=6)
+    assert pm.r == pytest.approx(part(_upper(x), _upper(y)), abs=1e-12)
+    assert pm.p_value == pytest.approx(_loop_p(x, y, pm.r, part, 100, 6), abs=1e-12)
+
+
 def test_mantel_r_ignores_the_scale_of_the_distances():
     """Correlations are scale free: distances in thousandths give the same r and p (the
     centred triangles then have norms far below 1)."""
@@ -408,8 +454,8 @@ def test_bad_matrices_are_refused():
     x, _ = _weak_pair()
     with pytest.raises(ValueError, match="needs >= 3 languages, got 2"):
         mantel(x[:2, :2], x[:2, :2])
-    with pytest.raises(ValueError, match="needs >= 3 languages, got 2"):
-        mantel(x[:2, :3], x[:2, :3])  # two rows: two languages, whatever the columns
+    with pytest.raises(ValueError, match=r"need a square distance matrix, got shape \(2, 3\)"):
+        mantel(x[:2, :3], x[:2, :3])  # not a distance matrix, before the language count
     with pytest.raises(ValueError, match="differ in shape"):
         mantel(x, x[:5, :5])
     with pytest.raises(ValueError, match="differ in shape"):
@@ -424,6 +470,22 @@ def test_bad_matrices_are_refused():
         mantel(x, x, method="kendall")
     with pytest.raises(ValueError, match="method must be 'spearman' or 'pearson'"):
         partial_mantel(x, x, x, method="kendall")
+
+
+def test_refusals_name_the_shapes_in_full():
+    """Matrices of different shapes are refused with both shapes, the first argument's first:
+    8 x 8 against 5 x 5, and for the partial test a 5 x 5 x against 8 x 8 y and z."""
+    x, _ = _weak_pair()
+    tail = "; compute them on the same languages"
+    with pytest.raises(ValueError) as err:
+        mantel(x, x[:5, :5])
+    assert str(err.value) == "distance matrices differ in shape: (8, 8) vs (5, 5)" + tail
+    with pytest.raises(ValueError) as err:
+        partial_mantel(x[:5, :5], x, x)  # x against y, even where y and z agree
+    assert str(err.value) == "distance matrices differ in shape: (5, 5) vs (8, 8)" + tail
+    with pytest.raises(ValueError) as err:
+        mantel(x[:2, :2], x[:2, :2])
+    assert str(err.value) == "a Mantel test needs >= 3 languages, got 2"
 
 
 def test_partial_mantel_defaults_and_formula():
@@ -514,3 +576,16 @@ def test_mantel_table_defaults():
     row = part.iloc[0]
     assert (row.r, row.p) == (pytest.approx(pref.r, abs=1e-12), pref.p_value)
     assert isinstance(t, pd.DataFrame)
+
+
+@pytest.mark.parametrize("method", ["spearman", "pearson"])
+def test_non_square_matrices_are_refused(method):
+    """Two 4 x 6 matrices of one shape are not distance matrices: refused for both methods
+    (Spearman used to rank the leading 4 x 4 block silently)."""
+    a = np.arange(24.0).reshape(4, 6)
+    with pytest.raises(ValueError, match=r"need a square distance matrix, got shape \(4, 6\)"):
+        dist.mantel(a, a + 1, method=method, n_permutations=9)
+    with pytest.raises(ValueError, match="need a square distance matrix"):
+        dist.partial_mantel(a, a + 1, a + 2, method=method, n_permutations=9)
+    with pytest.raises(ValueError, match="need a square distance matrix"):
+        dist.mantel(np.zeros(5), np.zeros(5), method=method, n_permutations=9)
