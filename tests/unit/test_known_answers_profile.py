@@ -409,12 +409,12 @@ def test_items_sha256_of_a_known_string():
     assert items_sha256([]) == hashlib.sha256(b"").hexdigest()
 
 
-def _fake_clock(monkeypatch):
-    """``time.perf_counter`` of the cache module: 10.0, then 12.5 (a run of 2.5 s)."""
+def _fake_clock(monkeypatch, end=12.5):
+    """``time.perf_counter`` of the cache module: 10.0, then ``end`` (by default a run of 2.5 s)."""
     import types
 
     import babel.profile.cache as cache_mod
-    ticks = iter([10.0, 12.5])
+    ticks = iter([10.0, end])
     monkeypatch.setattr(cache_mod, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
 
 
@@ -461,6 +461,7 @@ def test_profile_language_saves_the_settings_that_made_it(tiny_llama, byte_token
         "items": 3, "items_sha256": prof.items_sha256, "tokens": prof.tokens,
         "seconds": 2.5, "processes": 1, "tokens_per_second": round(prof.tokens / 2.5, 1)}
     assert {k: meta[k] for k in expected} == expected
+    assert set(meta) == set(expected) | {"files", "arrays"}  # nothing else
     assert prof.tokens > 100
     # read back from the cache, not computed again
     again = profile_languages(tiny_llama, byte_tokenizer, part, ["fr"], cfg, progress=False)
@@ -504,15 +505,17 @@ def test_stale_profiles_are_computed_again_silently(tiny_llama, byte_tokenizer, 
     assert calls == ["de", "de"]
     assert load_meta(path)["model"] == "tiny-llama"
     assert sorted(p.name for p in path.parent.glob("de*")) == ["de.json", "de.npz"]
-    # older statistics: computed again (see the report: today with a warning, moved aside)
+    # older statistics (an older babel's 4 arrays): stale, computed again silently, nothing
+    # moved aside
     old = {k: getattr(first, k) for k in ("chunk_counts", "chunk_tokens", "neuron_active",
                                            "neuron_abs")}
     save_arrays(path, path.with_suffix(".json"), {**meta, "statistics": "counts,active,abs"},
                 **old)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("error")
         profile_language(tiny_llama, byte_tokenizer, part, "de", cfg, progress=False)
     assert calls == ["de", "de", "de"]
+    assert sorted(p.name for p in path.parent.glob("de*")) == ["de.json", "de.npz"]
     assert load_meta(path)["statistics"] == "counts,active,abs,sum,sq"
     # unreadable settings beside a sound .npz: broken, moved aside with a warning
     path.with_suffix(".json").write_text("{not json")
@@ -562,12 +565,12 @@ def test_frequency_tensor_and_items():
     assert langs == ["b", "a"]
     np.testing.assert_allclose(f, [[[0.5, 0.0]], [[0.25, 0.5]]])
     b.items_sha256 = "h2"
-    with pytest.raises(MixedItemsError, match=r"cover different corpus items.*max_tokens=None"
-                                              r".*same_items=False"):
+    with pytest.raises(MixedItemsError, match=r"^the profiles cover different corpus items.*"
+                                              r"max_tokens=None.*same_items=False"):
         frequency_tensor({"a": a, "b": b}, same_items=True)
     assert frequency_tensor({"a": a, "b": b})[0] == ["a", "b"]
     a.items_sha256 = b.items_sha256 = ""
-    with pytest.raises(MixedItemsError, match="different corpus items"):
+    with pytest.raises(MixedItemsError, match="^the profiles cover different corpus items"):
         frequency_tensor({"a": a, "b": b}, same_items=True)
     assert frequency_tensor({"a": a}, same_items=False)[1].shape == (1, 1, 2)
 
@@ -587,6 +590,10 @@ def test_frequency_table_written_as_parquet(tmp_path):
     assert t["count"].tolist() == [1, 2, 3, 0] and t.tokens.tolist() == [4] * 4
     np.testing.assert_allclose(t.frequency, [0.25, 0.5, 0.75, 0.0])
     assert (t.model == "m").all() and (t.language == "a").all()
+    # the file holds the seven columns and no index column (index=False)
+    import pyarrow.parquet as pq
+    assert pq.read_schema(out).names == ["model", "language", "layer", "expert", "frequency",
+                                         "count", "tokens"]
 
 
 def test_partition_sizes_are_checked_layer_by_layer():
@@ -690,8 +697,9 @@ def test_compiled_profiling_hands_the_body_to_torch_compile(tiny_llama, monkeypa
     from babel.models.ffn import body
     from babel.profile.profiler import profile_chunks
 
-    seen = []
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(fn) or fn)
+    seen, options = [], []
+    monkeypatch.setattr(torch, "compile",
+                        lambda fn, **kw: seen.append(fn) or options.append(kw) or fn)
     part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
     ids, am = _chunks()
     rule = SelectionRule("per_layer_topk", share=0.25)
@@ -700,6 +708,7 @@ def test_compiled_profiling_hands_the_body_to_torch_compile(tiny_llama, monkeypa
     comp = profile_chunks(tiny_llama, part, rule, ids, am, bos_id=1, progress=False,
                           compiled=True)
     assert len(seen) == 1 and seen[0] is body(tiny_llama)
+    assert options == [{"backend": "inductor"}]  # COMPILE_BACKEND, named explicitly
     np.testing.assert_array_equal(comp.chunk_counts, eager.chunk_counts)
     np.testing.assert_array_equal(comp.neuron_sq, eager.neuron_sq)
 
@@ -789,3 +798,174 @@ def test_paper_cutoffs_on_sorted_minima_and_maxima():
     assert cut["rare_low_factor"] == np.nextafter(second_max, 1.0) / 0.5
     assert cut["rare_low_factor"] > second_max / 0.5
     assert cut["rare_low_factor"] == pytest.approx(0.24, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the cache hands to the profiler, and what it refuses to reuse
+
+
+def test_profile_language_hands_the_config_to_the_profiler(tiny_llama, byte_tokenizer,
+                                                           monkeypatch):
+    """Each setting of the config reaches :func:`profile_chunks` as given: the language, batch
+    size 3, BOS id 1 (the tokenizer's) excluded, compiled (a stub compiler here), progress off
+    when asked and on by default; the chunks are those of :func:`language_chunks`. A run of
+    0.4375 s (a fake clock) is saved as 0.44 s and unpadded tokens / 0.4375 (to 0.1)."""
+    import babel.profile.cache as cache_mod
+    from babel.construct.partition import build_partition
+    from babel.core.config import PartitionConfig, ProfileConfig
+    from babel.profile.cache import language_chunks, load_meta, profile_file_for
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
+    real, seen = cache_mod.profile_chunks, []
+    monkeypatch.setattr(cache_mod, "profile_chunks",
+                        lambda *a, **k: seen.append((a, k)) or real(*a, **k))
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
+    cfg = ProfileConfig(max_items=2, seq_len=64, batch_size=3, exclude_bos=True, compiled=True)
+    _fake_clock(monkeypatch, end=10.4375)
+    prof = cache_mod.profile_language(tiny_llama, byte_tokenizer, part, "de", cfg,
+                                      progress=False)
+    (args, kw), = seen
+    assert kw == {"lang": "de", "batch_size": 3, "bos_id": 1, "exclude_bos": True,
+                  "progress": False, "compiled": True}
+    assert args[0] is tiny_llama and args[1] is part and args[2] == cfg.rule
+    chunks, _ = language_chunks(byte_tokenizer, "de", cfg)
+    assert torch.equal(args[3], chunks.input_ids) and torch.equal(args[4], chunks.attention_mask)
+    assert prof.lang == "de"
+    # tokens: unpadded positions that are not BOS, counted one by one
+    ids, am = chunks.input_ids.tolist(), chunks.attention_mask.tolist()
+    unpadded = sum(m for row in am for m in row)
+    counted = sum(1 for r, row in enumerate(am) for t, m in enumerate(row)
+                  if m and ids[r][t] != 1)
+    assert prof.tokens == counted == unpadded - len(am)  # one BOS per chunk
+    meta = load_meta(profile_file_for("tiny-llama", part, cfg, "de"))
+    assert meta["seconds"] == 0.44
+    assert unpadded % 7 != 0  # so unpadded·16/7 has more than one decimal
+    assert meta["tokens_per_second"] == round(unpadded * 16 / 7, 1)
+    assert meta["tokens_per_second"] != round(unpadded * 16 / 7, 2)
+    # BOS counted, eager, progress by default
+    _fake_clock(monkeypatch)
+    cfg2 = ProfileConfig(max_items=2, seq_len=64, batch_size=3, exclude_bos=False)
+    prof2 = cache_mod.profile_language(tiny_llama, byte_tokenizer, part, "de", cfg2)
+    kw2 = seen[-1][1]
+    assert kw2["exclude_bos"] is False and kw2["compiled"] is False and kw2["progress"] is True
+    assert prof2.tokens == unpadded
+
+
+def test_cached_profile_of_other_sizes_is_moved_aside(tiny_llama, byte_tokenizer, monkeypatch):
+    """A cached profile whose settings match but whose arrays have 2 layers (not 3), 4 experts
+    per layer (not 8) or 32 neurons (not 64) is refused by the partition's sizes: both files
+    (.npz and .json) are moved aside with a warning naming the size, and it is computed again."""
+    from babel.construct.partition import build_partition
+    from babel.core.cache import CacheWarning
+    from babel.core.config import PartitionConfig, ProfileConfig
+    from babel.profile.cache import load_meta, profile_file_for, profile_language
+
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
+    cfg = ProfileConfig(max_items=1, seq_len=32, batch_size=4)
+    calls = _counting(monkeypatch)
+    profile_language(tiny_llama, byte_tokenizer, part, "fr", cfg, progress=False)
+    path = profile_file_for("tiny-llama", part, cfg, "fr")
+    settings = {k: v for k, v in load_meta(path).items() if k not in ("files", "arrays")}
+    cases = [((2, 8, 64), "has 2 layers, the partition has 3"),
+             ((3, 4, 64), "has 4 experts per layer, the partition has 8"),
+             ((3, 8, 32), "has 32 neurons per layer, the partition has 64")]
+    for i, ((n_l, n_e, n), why) in enumerate(cases):
+        for old in path.parent.glob("fr.*.bad-*"):
+            old.unlink()
+        _prof("fr", n_layers=n_l, n_exp=n_e, n=n).save(path, settings)
+        with pytest.warns(CacheWarning, match=why):
+            again = profile_language(tiny_llama, byte_tokenizer, part, "fr", cfg, progress=False)
+        assert len(calls) == i + 2
+        assert again.chunk_counts.shape[1:] == (3, 8) and again.neuron_abs.shape == (3, 64)
+        moved = sorted(p.name.split(".bad-")[0] for p in path.parent.glob("fr.*.bad-*"))
+        assert moved == ["fr.json", "fr.npz"]
+
+
+def test_corpus_digest_of_a_hub_source_is_its_name():
+    """A hub source (flores_plus, wikipedia) is digested by its name and the split rule, with or
+    without a local copy's path: no file of the user's is read."""
+    from babel.profile.cache import _corpus_digest
+
+    assert _corpus_digest("fr", "flores_plus") == "flores_plus-topic-stratified-v1"
+    assert _corpus_digest("fr", "wikipedia", "/no/such/copy") == "wikipedia-topic-stratified-v1"
+
+
+def test_language_chunks_keep_the_token_budget(byte_tokenizer):
+    """max_tokens = 100 content tokens in chunks of 64 (63 tokens after BOS): two chunks of 63
+    and 37 content tokens, i.e. 64 and 38 unpadded positions; the ids are the first items of
+    the profiling split, enough to hold 100 byte tokens (separator included)."""
+    from babel.core.config import ProfileConfig
+    from babel.data.corpus import load_items
+    from babel.profile.cache import language_chunks
+
+    chunks, ids = language_chunks(byte_tokenizer, "fr", ProfileConfig(max_tokens=100, seq_len=64))
+    assert chunks.attention_mask.sum(1).tolist() == [64, 38]
+    assert chunks.input_ids[:, 0].tolist() == [1, 1]
+    items = load_items("fr", split="profiling")
+    need, have = 0, 0
+    while have < 100:  # items whose tokens the budget reaches (one separator between items)
+        have += len(items[need].text.encode("utf-8")) + (need > 0)
+        need += 1
+    assert ids == [it.id for it in items[:need]]
+
+
+def test_a_single_token_is_profiled(tiny_llama):
+    """One chunk of one token (BOS counted): 1 token, k = 0.25·8 = 2 experts selected in each
+    of the 3 layers."""
+    from babel.construct.partition import build_partition
+    from babel.core.config import PartitionConfig, SelectionRule
+    from babel.profile.profiler import profile_chunks
+
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
+    prof = profile_chunks(tiny_llama, part, SelectionRule("per_layer_topk", share=0.25),
+                          torch.tensor([[1]]), torch.tensor([[1]]), bos_id=1, exclude_bos=False,
+                          progress=False)
+    assert prof.chunk_tokens.tolist() == [1]
+    assert prof.chunk_counts.shape == (1, 3, 8)
+    assert prof.chunk_counts.sum(2).tolist() == [[2, 2, 2]]
+    assert set(prof.chunk_counts.ravel().tolist()) == {0, 1}
+
+
+def test_frequency_table_numbers_the_rows_of_all_languages():
+    """Two languages of 1 layer x 2 experts: rows 0..3 (a's two experts, then b's), not each
+    language's rows numbered from 0 again."""
+    from babel.profile.cache import frequency_table
+
+    a = Profile("a", np.array([[[1, 3]]], np.int32), np.array([4]),
+                np.zeros((1, 2), np.int64), np.zeros((1, 2)))
+    b = Profile("b", np.array([[[2, 0]]], np.int32), np.array([8]),
+                np.zeros((1, 2), np.int64), np.zeros((1, 2)))
+    t = frequency_table({"a": a, "b": b}, model="m")
+    assert t.index.tolist() == [0, 1, 2, 3]
+    assert t.language.tolist() == ["a", "a", "b", "b"] and t.expert.tolist() == [0, 1, 0, 1]
+    np.testing.assert_allclose(t.frequency, [0.25, 0.75, 0.25, 0.0])
+    assert t.tokens.tolist() == [4, 4, 8, 8]
+
+
+def test_under_torchrun_the_profiler_runs_sharded(tiny_llama, byte_tokenizer, monkeypatch):
+    """Several processes (faked here: ``active()`` true, one rank that is the main one): the
+    profile is computed by ``distributed.sharded(profile_chunks)`` (a recording stand-in that
+    returns the profiler unchanged), through the distributed load-or-build."""
+    import babel.profile.cache as cache_mod
+    from babel.construct.partition import build_partition
+    from babel.core.cache import load_or_build
+    from babel.core.config import PartitionConfig, ProfileConfig
+
+    dist = cache_mod.distributed
+    wrapped, built = [], []
+    monkeypatch.setattr(dist, "active", lambda: True)
+    monkeypatch.setattr(dist, "is_main", lambda: True)
+    monkeypatch.setattr(dist, "sharded", lambda fn: wrapped.append(fn) or fn)
+
+    def one_rank(data, meta_path, load, build, *, rebuild, device):
+        built.append(device)
+        return load_or_build(data, meta_path, load, build, rebuild=rebuild)
+
+    monkeypatch.setattr(dist, "load_or_build", one_rank)
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
+    cfg = ProfileConfig(max_items=1, seq_len=32, batch_size=4)
+    prof = cache_mod.profile_language(tiny_llama, byte_tokenizer, part, "fr", cfg,
+                                      progress=False)
+    assert wrapped == [cache_mod.profile_chunks]
+    assert built == [torch.device("cpu")]
+    assert prof.lang == "fr" and prof.chunk_counts.shape[1:] == (3, 8)
