@@ -16,7 +16,8 @@ import hashlib
 import json
 import math
 import re
-from concurrent.futures import Future
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ClassVar
 
 import numpy as np
@@ -117,12 +118,16 @@ def test_coactivation_rows_keep_64_components_of_80_neurons():
 
 
 def test_single_neuron_partition_of_a_one_layer_model():
-    """One neuron per expert: labels 0..N-1, E = N, and the name defaults to "model"."""
+    """One neuron per expert: labels 0..N-1, E = N, and the name defaults to "model";
+    method "neurons" with E != N (3 of 6) is refused, naming N."""
     model = _llama(n_layers=1)
     p = single_neuron_partition(model)
     assert p.model == "model"
     assert p.n_experts == 6 and p.labels.tolist() == [[0, 1, 2, 3, 4, 5]]
     assert single_neuron_partition(model, model_name="tiny").model == "tiny"
+    with pytest.raises(ValueError, match=r"^method='neurons' means one neuron per expert: "
+                                         r"set n_experts=6$"):
+        build_partition(model, PartitionConfig(n_experts=3, method="neurons"))
 
 
 def test_build_partition_records_its_name_and_int32_labels():
@@ -285,10 +290,12 @@ def _write_labels(folder, labels, n_experts: int) -> None:
 ])
 def test_load_refuses_labels_that_break_a_rule(tmp_path, labels, n_experts, message):
     """Float labels, one or three axes, N not divisible by E, a layer with 3 + 1 neurons,
-    a negative label, a label >= E: each a CacheError saying which."""
+    a negative label, a label >= E: each a CacheError saying which, after the path of the
+    labels file."""
     _write_labels(tmp_path, labels, n_experts)
-    with pytest.raises(CacheError, match=message):
+    with pytest.raises(CacheError, match=message) as err:
         Partition.load(tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'partition.npz'}: ")
 
 
 @pytest.mark.parametrize("labels, n_experts", [
@@ -346,6 +353,41 @@ def test_balanced_kmeans_settings_are_used():
         _inertia(x0, balanced_kmeans(x0, 6, seed=0)) + 0.5
 
 
+def test_balanced_kmeans_hands_its_settings_to_k_means_constrained(monkeypatch):
+    """6 rows into 3 clusters: KMeansConstrained gets 3 clusters of exactly 6 // 3 = 2 (ints),
+    the seed as random_state, n_init=1 and max_iter=30 unless given, and fits the rows scaled
+    to unit length in float64 ([3, 4] -> [0.6, 0.8]; a zero row stays zero); the labels it
+    returns come back as int32."""
+    import k_means_constrained
+
+    made = []
+
+    class Spy:
+        def __init__(self, **kw):
+            self.kw = kw
+            made.append(self)
+
+        def fit_predict(self, x):
+            self.x = x
+            return np.array([0, 0, 1, 1, 2, 2])
+
+    monkeypatch.setattr(k_means_constrained, "KMeansConstrained", Spy)
+    x = np.array([[3, 4], [0, 2], [0, 0], [-5, 0], [1, 1], [0, -0.5]], dtype=np.float32)
+    lab = balanced_kmeans(x, 3, seed=7)
+    assert lab.dtype == np.int32 and lab.tolist() == [0, 0, 1, 1, 2, 2]
+    balanced_kmeans(x, 3, seed=2, n_init=5, max_iter=9)
+    first, second = made
+    assert first.kw == {"n_clusters": 3, "size_min": 2, "size_max": 2, "random_state": 7,
+                        "n_init": 1, "max_iter": 30}
+    assert type(first.kw["size_min"]) is int and type(first.kw["size_max"]) is int
+    assert second.kw["random_state"] == 2 and second.kw["n_init"] == 5
+    assert second.kw["max_iter"] == 9
+    r = math.sqrt(0.5)
+    assert first.x.dtype == np.float64
+    np.testing.assert_allclose(first.x, [[0.6, 0.8], [0, 1], [0, 0], [-1, 0], [r, r], [0, -1]],
+                               atol=1e-7)
+
+
 def test_cluster_rows_passes_the_settings_on(monkeypatch):
     """kmeans_fast goes to balanced_kmeans_fast with the device; the others to
     balanced_kmeans; both with the rows, E, seed, n_init and max_iter as given."""
@@ -382,13 +424,15 @@ def test_random_labels_are_balanced_int32_and_seeded():
 
 def test_default_workers(monkeypatch):
     """With 6 cores: k-means-constrained (kmeans, coactivation) on layers of at least 2^20
-    values gets one process per core, at most one per layer; everything else 1."""
+    values gets one process per core, at most one per layer (a one-layer model: 1);
+    everything else 1."""
     monkeypatch.setattr(part_mod, "available_cores", lambda: 6)
     big, edge, small = (2048, 1024), (1024, 1024), (1023, 1024)
     assert _default_workers(PartitionConfig(n_experts=8), 10, *big) == 6
     assert _default_workers(PartitionConfig(n_experts=8), 4, *edge) == 4
     assert _default_workers(PartitionConfig(n_experts=8, method="coactivation"), 3, *big) == 3
     assert _default_workers(PartitionConfig(n_experts=8), 10, *small) == 1
+    assert _default_workers(PartitionConfig(n_experts=8), 1, *big) == 1
     for method in ("kmeans_fast", "random", "neurons"):
         assert _default_workers(PartitionConfig(n_experts=8, method=method), 10, *big) == 1
 
@@ -493,6 +537,38 @@ def test_map_layers_in_process_or_in_a_spawn_pool(monkeypatch):
     assert pool.max_workers == 2 and pool.start_method == "spawn"
     assert [job[2:] for job in pool.jobs] == [(s, 1) for s in range(5)]
     assert pool.peak == 2 and pool.outstanding == 0
+
+
+class _ThreadPool(ThreadPoolExecutor):
+    """Stands in for ProcessPoolExecutor with threads (jobs really run, side by side)."""
+
+    def __init__(self, max_workers, mp_context=None):
+        super().__init__(max_workers)
+
+
+def test_map_layers_refills_the_pool_as_each_layer_finishes(monkeypatch):
+    """3 layers, 2 workers: layer 0 finishes only once layer 2 has started (it gives up after
+    2 s), layer 1 at once. Refilling as soon as one layer finishes starts layer 2 while layer
+    0 still runs, so layer 0 sees it start; waiting for both would not. Each layer's labels
+    are what _cluster_job returned for it, in layer order."""
+    started = threading.Event()
+    seen = []
+
+    def job(j):
+        seed = j[2]
+        if seed == 0:
+            seen.append(started.wait(2.0))
+        if seed == 2:
+            started.set()
+        return np.full(3, seed, dtype=np.int32)
+
+    monkeypatch.setattr(part_mod, "_cluster_job", job)
+    monkeypatch.setattr(part_mod, "ProcessPoolExecutor", _ThreadPool)
+    monkeypatch.setattr(part_mod, "available_cores", lambda: 2)
+    cfg = PartitionConfig(n_experts=3)
+    out = part_mod._map_layers(((np.zeros((3, 2)), cfg, s) for s in range(3)), 3, 2)
+    assert [lab.tolist() for lab in out] == [[0] * 3, [1] * 3, [2] * 3]
+    assert seen == [True]
 
 
 def test_indivisible_expert_count_lists_divisors():
