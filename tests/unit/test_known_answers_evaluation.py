@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from babel.data.chunking import TokenChunks
+from babel.prune import evaluation
 from babel.prune.evaluation import (
     Evaluator,
     Perplexity,
@@ -187,6 +188,77 @@ def test_body_hidden_batches_are_the_full_forward(tiny_llama):
         torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-5)
 
 
+def _nine_chunks() -> TokenChunks:
+    """Nine full chunks of 32 (BOS 1 first, no padding): 9 × 31 = 279 counted targets."""
+    ids = torch.randint(3, 90, (9, 32), generator=torch.Generator().manual_seed(1))
+    ids[:, 0] = 1
+    am = torch.ones_like(ids)
+    return TokenChunks(ids, am, 9 * 32, 9 * 31, True)
+
+
+def _record_splits(model) -> tuple[list[int], list[int]]:
+    """Chunks per body forward and positions per head call, as the model sees them."""
+    body_rows: list[int] = []
+    head_rows: list[int] = []
+    model.model.register_forward_pre_hook(
+        lambda _m, _a, kw: body_rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    model.lm_head.register_forward_pre_hook(lambda _m, a: head_rows.append(a[0].shape[0]))
+    return body_rows, head_rows
+
+
+def test_default_batches_and_head_slices(tiny_llama):
+    """Defaults 8 chunks per body forward and 256 positions per head slice: 9 chunks run as
+    8 + 1, 279 targets as 256 + 23, in perplexity, masked_perplexity (dense and masked) and
+    the Evaluator."""
+    ch = _nine_chunks()
+    body_rows, head_rows = _record_splits(tiny_llama)
+    runs = (lambda: perplexity(tiny_llama, ch),
+            lambda: masked_perplexity(tiny_llama, ch),
+            lambda: masked_perplexity(tiny_llama, ch, np.ones((3, 64), bool)),
+            lambda: Evaluator(tiny_llama, {"fr": ch})(None, "fr"))
+    for run in runs:
+        body_rows.clear()
+        head_rows.clear()
+        assert run().tokens == 279
+        assert body_rows == [8, 1] and head_rows == [256, 23]
+
+
+def test_batch_size_and_slices_pass_through(tiny_llama):
+    """batch_size 4 and positions_per_slice 100: 9 chunks as 4 + 4 + 1, 279 targets as
+    100 + 100 + 79, on every path (dense, masked, biased, the Evaluator's dense and masked
+    runs)."""
+    ch = _nine_chunks()
+    body_rows, head_rows = _record_splits(tiny_llama)
+    kw = {"batch_size": 4, "positions_per_slice": 100}
+    ev = Evaluator(tiny_llama, {"fr": ch}, **kw)
+    runs = (lambda: perplexity(tiny_llama, ch, **kw),
+            lambda: masked_perplexity(tiny_llama, ch, **kw),
+            lambda: masked_perplexity(tiny_llama, ch, np.ones((3, 64), bool), **kw),
+            lambda: masked_perplexity(tiny_llama, ch, bias=np.zeros((3, 32)), **kw),
+            lambda: ev(None, "fr"),
+            lambda: ev(np.ones((3, 64), bool), "fr"))
+    for run in runs:
+        body_rows.clear()
+        head_rows.clear()
+        assert run().tokens == 279
+        assert body_rows == [4, 4, 1] and head_rows == [100, 100, 79]
+
+
+def test_evaluator_seconds_add_up_the_runs(monkeypatch):
+    """A fake clock: the first run takes 0.5 s, the second 1.25 s; a memo hit reads no clock.
+    seconds = 0.5 + 1.25 = 1.75 over 2 runs, starting from 0."""
+    ticks = iter([10.0, 10.5, 20.0, 21.25])
+    monkeypatch.setattr(evaluation, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    monkeypatch.setattr(evaluation, "masked_perplexity", lambda *a, **k: Perplexity(1.0, 1))
+    ev = Evaluator(nn.Linear(1, 1), {"fr": None, "de": None})
+    assert (ev.seconds, ev.runs) == (0.0, 0)
+    ev(None, "fr")
+    assert (ev.seconds, ev.runs) == (0.5, 1)
+    ev(None, "fr")  # memoised
+    ev(None, "de")
+    assert (ev.seconds, ev.runs) == (1.75, 2)
+
+
 def _copy_with_down(model, *, weight_scale: float, bias: np.ndarray | None = None):
     """A copy whose every down_proj is weight·scale (+ bias[l]): the masked or biased FFN
     output built directly into the weights."""
@@ -269,6 +341,8 @@ def test_evaluator_keys():
     assert Evaluator.mask_key(None) == "dense" and Evaluator.bias_key(None) == ""
     a = np.ones((2, 8), bool)
     assert Evaluator.mask_key(a) == Evaluator.mask_key(a.astype(np.int64))
+    half = np.arange(16).reshape(2, 8) % 3 == 0
+    assert Evaluator.mask_key(half.astype(np.float32)) == Evaluator.mask_key(half)  # 0/1 floats
     assert Evaluator.mask_key(a) != Evaluator.mask_key(np.ones((8, 2), bool))
     assert Evaluator.mask_key(a) != Evaluator.mask_key(np.zeros((2, 8), bool))
     assert Evaluator.mask_key(np.ones((2, 8), bool)[:, ::2]) == Evaluator.mask_key(

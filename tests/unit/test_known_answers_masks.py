@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -78,6 +79,14 @@ def test_uniform_counts_spread_the_budget_remainders_first():
     assert m.dtype == bool and m.shape == (3, 4) and m.sum(1).tolist() == [3, 2, 2]
 
 
+def test_uniform_random_mask_is_the_seeded_random_mask_of_the_uniform_counts():
+    """Share 0.5 of 6 × 8: four per layer, drawn exactly as random_keep_mask([4]*6, seed)
+    draws them (70^6 possible masks, so an unseeded draw would not match)."""
+    m = uniform_random_mask(6, 8, 0.5, seed=3)
+    assert np.array_equal(m, random_keep_mask([4] * 6, 8, seed=3))
+    assert np.array_equal(m, uniform_random_mask(6, 8, 0.5, seed=3))
+
+
 # ------------------------------------------------------------------------ frequency checks
 @pytest.mark.parametrize("bad", [np.ones(4), np.ones((2, 2, 2)), np.ones((0, 4))])
 def test_frequency_must_be_a_non_empty_matrix(bad):
@@ -107,6 +116,13 @@ def test_global_mask_by_hand():
     assert _ints(global_keep_mask(f, 7 / 12)) == [[1, 0, 1, 0], [0, 1, 0, 0], [1, 1, 1, 1]]
 
 
+def test_global_mask_of_unsigned_counts_ranks_their_values():
+    """Activation counts as uint32 (the by-hand matrix above × 100): the same mask; a count
+    is ranked by its value (a negated unsigned 0 would otherwise come first)."""
+    f = np.array([[90, 10, 50, 0], [20, 30, 5, 1], [60, 70, 80, 40]], dtype=np.uint32)
+    assert _ints(global_keep_mask(f, 0.5)) == [[1, 0, 1, 0], [0, 1, 0, 0], [1, 1, 1, 0]]
+
+
 def test_global_mask_ties_keep_the_budget_and_one_per_layer():
     """All-zero frequencies: every choice is a tie; the count is still exact, every layer
     keeps one, and the seeded order makes it reproducible."""
@@ -126,6 +142,17 @@ def test_effective_experts_by_hand():
     np.testing.assert_allclose(effective_experts(f * 1000), effective_experts(f), rtol=1e-12)
 
 
+def test_effective_experts_of_silent_layers_and_zeros_raise_no_warning():
+    """A silent layer (E = 3) and zero frequencies (two equal experts: 2) are handled without a
+    numpy warning (no 0/0, no log 0 reported): under warnings-as-errors the values are
+    still 3 and 2."""
+    f = np.array([[0.0, 0.0, 0.0], [0.0, 5.0, 5.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = effective_experts(f)
+    np.testing.assert_allclose(got, [3.0, 2.0], rtol=1e-12)
+
+
 # ------------------------------------------------------------------------------- allocate
 def test_allocate_by_hand():
     """Water-filling: [1,2,3] at budget 6 is exactly c = 1; [1,1,4] at budget 7 needs c = 1.5
@@ -139,6 +166,17 @@ def test_allocate_by_hand():
     assert allocate([5, 1, 1], 9, 4).tolist() == [4, 3, 2]  # c = 2.5: 4 + 2.5 + 2.5, tie
     out = allocate([3.0, 1.0], 4, 8)
     assert out.dtype == np.int64 and out.tolist() == [3, 1]
+
+
+def test_allocate_clipped_layers_and_tied_remainders():
+    """A zero weight is clipped up to one expert and the rest solved around it: [0, 2, 2] at
+    budget 4 (E = 2) has c = 0.75, 1 + 1.5 + 1.5 (floors 1, 1, 1), one more to the first of
+    the tied halves: (1, 2, 1). [1, 3] at budget 6 (E = 8): c = 1.5 exactly, 1.5 + 4.5, the
+    tie of halves again to the first: (2, 4), not (1, 5). [1, 2, 3, 3] at budget 5 (E = 2):
+    c = 0.5, 1 + 1 + 1.5 + 1.5, the one left over to layer 2, the first of the tied halves."""
+    assert allocate([0, 2, 2], 4, 2).tolist() == [1, 2, 1]
+    assert allocate([1, 3], 6, 8).tolist() == [2, 4]
+    assert allocate([1, 2, 3, 3], 5, 2).tolist() == [1, 1, 2, 1]
 
 
 @pytest.mark.parametrize("budget", [2, 13])
@@ -273,6 +311,9 @@ def test_random_keep_mask_counts_and_seed():
     for bad in ([[1, 1]], [-1, 2], [5, 1]):
         with pytest.raises(ValueError, match=r"^counts must be a \[L\] vector in \[0, 4\], got "):
             random_keep_mask(bad, 4, seed=0)
+    # the message shows the counts as read: whole numbers, as int64
+    with pytest.raises(ValueError, match=r"got array\(\[5, 1\]\)$"):
+        random_keep_mask(np.array([5.0, 1.0]), 4, seed=0)
 
 
 def test_random_keep_mask_is_uniform_over_experts():
@@ -301,11 +342,21 @@ def test_removal_mask_by_hand():
         removal_mask(remove, -freq - 1)
 
 
+def test_removal_mask_reads_a_zero_one_int_matrix_as_bool():
+    """The same 0/1 removals as ints: the same bool keep-mask as in the test above."""
+    remove = np.array([[1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]])
+    freq = np.array([[0.1, 0.2, 0.3, 0.4], [0.2, 0.1, 0.9, 0.3], [0, 0, 0, 0]])
+    got = removal_mask(remove, freq)
+    assert got.dtype == bool and _ints(got) == [[0, 1, 0, 1], [0, 0, 1, 0], [1, 1, 1, 1]]
+
+
 def test_neuron_keep_mask_follows_the_labels():
     labels = np.array([[0, 1, 1, 0, 2, 2], [2, 2, 1, 1, 0, 0]])
     part = Partition(PartitionConfig(n_experts=3, method="random"), "toy", labels, "x")
     keep = np.array([[1, 0, 1], [0, 1, 0]], dtype=bool)
     assert _ints(neuron_keep_mask(keep, part)) == [[1, 0, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0]]
+    as_int = neuron_keep_mask(keep.astype(int), part)  # a 0/1 int mask: the same bool mask
+    assert as_int.dtype == bool and _ints(as_int) == _ints(neuron_keep_mask(keep, part))
     with pytest.raises(ValueError, match=r"^expert mask \(2, 4\) does not match the partition "
                                          r"\(2, 3\): build it from this partition's profiles$"):
         neuron_keep_mask(np.ones((2, 4), bool), part)
@@ -413,6 +464,50 @@ def test_matched_control_is_the_bin_partner():
     for seed in range(4):
         out = matched_random_experts(freq, chosen, seed=seed, n_bins=4)
         assert _ints(out) == [[0, 1, 1, 0], [1, 0, 0, 1]]  # 1, 2, 4, 7
+
+
+def test_matched_control_reads_a_zero_one_int_matrix_as_bool():
+    """chosen given as 0/1 ints: the same partners as the bool matrix above (1, 2, 4, 7)."""
+    freq = np.arange(8.0).reshape(2, 4)
+    out = matched_random_experts(freq, np.array([[1, 0, 0, 1], [0, 1, 1, 0]]), seed=0,
+                                 n_bins=4)
+    assert out.dtype == bool and _ints(out) == [[0, 1, 1, 0], [1, 0, 0, 1]]
+
+
+def test_a_frequency_on_a_bin_edge_belongs_to_the_upper_bin():
+    """freq (0, 1, 2) in 2 bins: the median edge is 1.0 itself; the expert at 1.0 goes to the
+    upper bin with 2.0 (as ``np.digitize``), so its control is expert 2, never expert 0."""
+    freq = np.array([[0.0, 1.0, 2.0]])
+    for seed in range(3):
+        out = matched_random_experts(freq, np.array([[False, True, False]]), seed=seed,
+                                     n_bins=2)
+        assert _ints(out) == [[0, 0, 1]]
+
+
+def test_matched_control_serves_the_neediest_bin_first():
+    """freq 0..9 in 5 bins of two. Bin 3 ({6, 7}) needs two and has none left, bin 2 ({4,
+    5}) needs one and has 5. Bin 3 goes first: 5 (distance 1, lower of the tie with bin 4),
+    then one of bin 4 ({8, 9}); bin 2 then falls to bin 1 (distance 1): one of {2, 3}.
+    Serving bin 2 first would give 5 and both of bin 4 instead."""
+    freq = np.arange(10.0).reshape(2, 5)
+    chosen = np.isin(np.arange(10), [4, 6, 7]).reshape(2, 5)
+    for seed in range(6):
+        got = set(np.flatnonzero(matched_random_experts(freq, chosen, seed=seed, n_bins=5)))
+        assert len(got) == 3 and 5 in got
+        assert len(got & {8, 9}) == 1 and len(got & {2, 3}) == 1
+
+
+def test_matched_control_bins_with_equal_need_go_in_bin_order():
+    """freq 0..11 in 6 bins of two; chosen 2, 4, 6, 8, 9: bins 1, 2, 3 need one each, bin 4
+    needs two and has none left. Bin 4 first: 7 (bin 3, lower of the tie with bin 5), then
+    bin 5 (distance 1); then bins 1, 2, 3 in bin order: 3, 5, and bin 3 (now empty) takes
+    bin 5's other expert (distance 2; bin 1 is empty by then). {3, 5, 7, 10, 11} whatever the
+    seed; bin 3 before bin 2 would take 5 and push bin 2 out to bin 0."""
+    freq = np.arange(12.0).reshape(3, 4)
+    chosen = np.isin(np.arange(12), [2, 4, 6, 8, 9]).reshape(3, 4)
+    for seed in range(3):
+        out = matched_random_experts(freq, chosen, seed=seed, n_bins=6)
+        assert np.flatnonzero(out).tolist() == [3, 5, 7, 10, 11]
 
 
 def test_matched_control_falls_back_to_the_nearest_bin():
