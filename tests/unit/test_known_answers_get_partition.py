@@ -53,3 +53,20 @@ def test_cached_partition_of_another_width_is_moved_aside(tiny_llama):
         got = partition.get_partition(tiny_llama, cfg, model_name="custom")
     assert got.labels.shape == (n_layers, n)
     np.testing.assert_array_equal(got.labels, built.labels)
+
+
+def test_build_time_is_recorded_to_the_hundredth(tiny_llama, monkeypatch):
+    """A fake clock reads 10.0 s at the start and 11.23456 s afterwards: the partition records
+    1.23 s (rounded to two decimals, not 1, 1.235 or 0)."""
+    ticks = iter([10.0])
+    monkeypatch.setattr(partition.time, "perf_counter", lambda: next(ticks, 11.23456))
+    part = partition.build_partition(tiny_llama, PartitionConfig(n_experts=8, method="random"))
+    assert part.seconds == 1.23
+
+
+def test_coactivation_without_calibration_text_is_refused(tiny_llama):
+    """method='coactivation' clusters co-firing counts, which need calibration text: without
+    it the build stops with the fix, before any clustering."""
+    with pytest.raises(ValueError, match=r"method='coactivation' needs calibration="):
+        partition.build_partition(tiny_llama, PartitionConfig(n_experts=8,
+                                                              method="coactivation"))
