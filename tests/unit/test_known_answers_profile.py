@@ -31,6 +31,8 @@ from babel.profile.classes import (
 )
 from babel.profile.profiler import Profile, valid_mask
 
+from ._loops import counted_tokens
+
 # ---------------------------------------------------------------------------------------------
 # Profile: sums, concatenation, save and load
 
@@ -280,43 +282,25 @@ def _loop_reference(model, part, k, ids, am, bos):
     """Per chunk and token, the ``h`` of every layer (hooked input of the down projection) and
     the gate's output; sums over the counted tokens by explicit loops; per-layer top-k experts
     by Σ|h| over each expert's neurons (the per-layer top-k rule)."""
-    from babel.models.ffn import ffn_layers
-
-    views = ffn_layers(model)
-    hs, gates = {}, {}
-    hooks = [v.down.register_forward_pre_hook(
-        lambda m, a, i=v.index: hs.__setitem__(i, a[0].detach().double())) for v in views]
-    hooks += [v.gate.register_forward_hook(
-        lambda m, a, o, i=v.index: gates.__setitem__(i, o.detach().double()))
-        for v in views if v.gate is not None]
     n_l, n_e, n = part.n_layers, part.n_experts, part.n_neurons
     out = {"counts": np.zeros((ids.shape[0], n_l, n_e), np.int64),
            "tokens": np.zeros(ids.shape[0], np.int64),
            "active": np.zeros((n_l, n), np.int64), "abs": np.zeros((n_l, n)),
            "sum": np.zeros((n_l, n)), "sq": np.zeros((n_l, n))}
-    try:
-        for c in range(ids.shape[0]):
-            with torch.no_grad():
-                model(input_ids=ids[c:c + 1], attention_mask=am[c:c + 1])
-            for t in range(ids.shape[1]):
-                if am[c, t] == 0 or ids[c, t] == bos:
-                    continue
-                out["tokens"][c] += 1
-                for layer in range(n_l):
-                    h = hs[layer][0, t].numpy()
-                    g = gates[layer][0, t].numpy() if gates else h
-                    s = np.zeros(n_e)
-                    for j in range(n):
-                        s[part.labels[layer, j]] += abs(h[j])
-                        out["abs"][layer, j] += abs(h[j])
-                        out["sum"][layer, j] += h[j]
-                        out["sq"][layer, j] += h[j] * h[j]
-                        out["active"][layer, j] += g[j] > 0
-                    for e in np.argsort(-s, kind="stable")[:k]:
-                        out["counts"][c, layer, e] += 1
-    finally:
-        for hk in hooks:
-            hk.remove()
+    for c, hs, gates in counted_tokens(model, ids, am, bos):
+        out["tokens"][c] += 1
+        for layer in range(n_l):
+            h = hs[layer].double().numpy()
+            g = gates[layer].double().numpy() if gates else h
+            s = np.zeros(n_e)
+            for j in range(n):
+                s[part.labels[layer, j]] += abs(h[j])
+                out["abs"][layer, j] += abs(h[j])
+                out["sum"][layer, j] += h[j]
+                out["sq"][layer, j] += h[j] * h[j]
+                out["active"][layer, j] += g[j] > 0
+            for e in np.argsort(-s, kind="stable")[:k]:
+                out["counts"][c, layer, e] += 1
     return out
 
 

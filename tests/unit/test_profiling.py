@@ -7,9 +7,10 @@ import torch
 
 from babel.construct.partition import build_partition
 from babel.core.config import PartitionConfig, SelectionRule
-from babel.models.ffn import ffn_layers
 from babel.profile.classes import classify_experts
 from babel.profile.profiler import profile_chunks
+
+from ._loops import counted_tokens
 
 
 def _chunks(seed=0, c=5, t=12, bos=1):
@@ -24,45 +25,25 @@ def _chunks(seed=0, c=5, t=12, bos=1):
 
 def _reference(model, part, rule, ids, am, bos):
     """Explicit loops over tokens, layers and experts (test-only, obviously correct)."""
-    views = ffn_layers(model)
-    hs, gates = {}, {}
-
-    def pre(i):
-        return lambda m, a: hs.__setitem__(i, a[0].detach())
-
-    def post(i):
-        return lambda m, a, o: gates.__setitem__(i, o.detach())
-
     n_l, n_e = part.n_layers, part.n_experts
     counts = np.zeros((n_l, n_e), np.int64)
     active = np.zeros((n_l, part.n_neurons), np.int64)
     tokens = 0
-    hh = [v.down.register_forward_pre_hook(pre(v.index)) for v in views]
-    hh += [v.gate.register_forward_hook(post(v.index)) for v in views if v.gate is not None]
-    try:
-        for c in range(ids.shape[0]):
-            with torch.no_grad():
-                model(input_ids=ids[c:c + 1], attention_mask=am[c:c + 1])
-            for t in range(ids.shape[1]):
-                if am[c, t] == 0 or ids[c, t] == bos:
-                    continue
-                tokens += 1
-                z = np.zeros((n_l, n_e))
-                for layer in range(n_l):
-                    h = hs[layer][0, t].numpy()
-                    s = np.zeros(n_e)
-                    for n in range(part.n_neurons):
-                        s[part.labels[layer, n]] += abs(h[n])
-                    z[layer] = (s - s.mean()) / s.std(ddof=1)
-                    g = gates[layer][0, t].numpy() if gates else h
-                    active[layer] += g > 0
-                k = round(rule.share * n_l * n_e)
-                top = np.argsort(-z.ravel(), kind="stable")[:k]
-                for idx in top:
-                    counts[idx // n_e, idx % n_e] += 1
-    finally:
-        for h in hh:
-            h.remove()
+    for _, hs, gates in counted_tokens(model, ids, am, bos):
+        tokens += 1
+        z = np.zeros((n_l, n_e))
+        for layer in range(n_l):
+            h = hs[layer].numpy()
+            s = np.zeros(n_e)
+            for n in range(part.n_neurons):
+                s[part.labels[layer, n]] += abs(h[n])
+            z[layer] = (s - s.mean()) / s.std(ddof=1)
+            g = gates[layer].numpy() if gates else h
+            active[layer] += g > 0
+        k = round(rule.share * n_l * n_e)
+        top = np.argsort(-z.ravel(), kind="stable")[:k]
+        for idx in top:
+            counts[idx // n_e, idx % n_e] += 1
     return counts, tokens, active
 
 
