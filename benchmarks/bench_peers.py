@@ -20,6 +20,10 @@ Timing: all tools in one process; after the check pass (each tool's first call) 
 round in the timed order, then interleaved rounds; median wall (and process CPU) time. The
 untimed round matters for ``babel_compiled``: dynamo guards on the modules, and the other
 tools' hooks coming and going once made its first timed round recompile (×24 on Gemma).
+Every tool's one-time setup is outside its timings: the peers' membership matrices and
+TransformerLens' bridge, babel's reorder of the FFN weights into contiguous experts (paid
+once per ``profile_languages`` run; measured separately and printed under each table, with
+what a lone ``profile_chunks`` call, which pays it every call, would cost).
 Peak memory: each tool in its own subprocess (model load, high-water mark reset, one pass):
 VmHWM. Counts must equal babel's up to float rounding (:func:`compare`; ``Σ|h|`` to 1e-4
 relative); the script exits 1 if not.
@@ -31,6 +35,7 @@ relative); the script exits 1 if not.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -120,6 +125,15 @@ class Bench:
     def run_plain(self) -> None:
         for ids, am, _ in self.batches():
             body(self.lm)(input_ids=ids, attention_mask=am)
+
+    def prepared(self, tool: str):
+        """babel's one-time setup, outside the timed call: the FFN weights reordered into
+        contiguous experts (as :func:`babel.profile.cache.profile_languages` does once for all
+        its languages; the call inside re-enters the block and reorders nothing). The peers'
+        setup (membership matrices, the TransformerLens bridge) is outside their timings too."""
+        if tool.startswith("babel"):
+            return contiguous_experts(self.lm, self.part)
+        return contextlib.nullcontext()
 
     def run_babel(self, compiled: bool = False) -> Stats:
         p = profile_chunks(self.lm, self.part, self.rule, self.ids, self.am,
@@ -269,6 +283,12 @@ def timed(fn: Callable) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
+def timed_tool(b: Bench, tool: str) -> tuple[float, float]:
+    """:func:`timed` of one tool's call, its one-time setup done outside (:meth:`Bench.prepared`)."""
+    with b.prepared(tool):
+        return timed(getattr(b, f"run_{tool}"))
+
+
 def bench_model(args, model: str) -> tuple[bool, list[dict], str]:
     b = Bench(model, args.tokens, args.batch, args.seq_len)
     print(f"\n== {model}: {b.n_tokens} French tokens ({int(b.valid.sum())} counted) in "
@@ -293,12 +313,12 @@ def bench_model(args, model: str) -> tuple[bool, list[dict], str]:
     # one untimed round in the timed order: each tool then runs after the others have attached
     # and removed their hooks, as in the timed rounds (torch.compile re-checks its guards on
     # the modules after another tool touched them, and may compile once more: here, untimed)
-    warm = {t: timed(getattr(b, f"run_{t}"))[0] for t in tools}
+    warm = {t: timed_tool(b, t)[0] for t in tools}
     times: dict[str, list[float]] = {t: [] for t in tools}
     cpu: dict[str, list[float]] = {t: [] for t in tools}
     for _ in range(args.repeats):
         for t in tools:
-            w, c = timed(getattr(b, f"run_{t}"))
+            w, c = timed_tool(b, t)
             times[t].append(w)
             cpu[t].append(c)
     med = {t: statistics.median(v) for t, v in times.items()}
@@ -328,8 +348,9 @@ def bench_model(args, model: str) -> tuple[bool, list[dict], str]:
             print(f"{'':18s} memory run failed: {mem[:200]}")
     print("untimed warm-up round, x plain: " + ", ".join(
         f"{t} {warm[t] / warm['plain']:.2f}" for t in tools[1:]))
-    # babel's fixed cost per call: the FFN weights reordered into contiguous experts and back
-    # (once per call, whatever the number of tokens; a language of the default run is one call)
+    # babel's one-time cost, outside its timings (Bench.prepared): the FFN weights reordered
+    # into contiguous experts and back, once per profile_languages run, whatever the number of
+    # languages and tokens; a lone profile_chunks call pays it every call
     reorder = []
     for _ in range(args.repeats):
         w0 = time.perf_counter()
@@ -337,9 +358,13 @@ def bench_model(args, model: str) -> tuple[bool, list[dict], str]:
             pass
         reorder.append(time.perf_counter() - w0)
     fixed = statistics.median(reorder)
-    note = (f"babel's fixed cost per call, reordering the FFN weights into contiguous experts and "
-            f"back: {fixed:.3f} s, {100 * fixed / med['plain']:.1f}% of the plain forward over "
-            f"these {b.n_tokens} tokens (median of {args.repeats}).")
+    lone = ", ".join(f"{t} {(med[t] + fixed) / med['plain']:.2f}x" for t in tools
+                     if t.startswith("babel"))
+    note = (f"babel's one-time cost, not in its rows: reordering the FFN weights into contiguous "
+            f"experts and back, {fixed:.3f} s (median of {args.repeats}), paid once per "
+            f"`profile_languages` run whatever the number of languages. A lone `profile_chunks` "
+            f"call pays it every call: over these {b.n_tokens} tokens that would be {lone} the "
+            f"plain forward.")
     print(note)
     print("per-round x plain: " + ", ".join(
         f"{t} {[round(a / p, 3) for a, p in zip(times[t], times['plain'])]}" for t in tools[1:]))

@@ -18,6 +18,7 @@ import pandas as pd
 from torch import nn
 
 from babel.construct.partition import Partition
+from babel.construct.routing import hold_contiguous
 from babel.core import paths
 from babel.core.artifacts import atomic_path, config_dict, sha256_file
 from babel.core.cache import CacheError, CacheStale, load_or_build, read_meta
@@ -144,9 +145,15 @@ def profile_file_for(model_name: str, partition: Partition, cfg: ProfileConfig,
 
 def profile_languages(model: nn.Module, tokenizer, partition: Partition,
                       langs: Iterable[str], cfg: ProfileConfig, **kw) -> dict[str, Profile]:
-    """Profiles of several languages; only the missing ones are computed."""
-    return {lang: profile_language(model, tokenizer, partition, lang, cfg, **kw)
-            for lang in langs}
+    """Profiles of several languages; only the missing ones are computed.
+
+    The model's neurons are reordered into contiguous experts once, at the first language
+    computed, and restored after the last (:func:`babel.construct.routing.hold_contiguous`),
+    not once per language.
+    """
+    with hold_contiguous(model):
+        return {lang: profile_language(model, tokenizer, partition, lang, cfg, **kw)
+                for lang in langs}
 
 
 class MixedItemsError(ValueError):

@@ -221,15 +221,28 @@ class _Tally:
         # the saved counts must not move; the view is barely faster
         self.scores[i] = F.avg_pool1d(a.unsqueeze(1), self.partition.expert_size).squeeze(1)
         v = self.validf.to(a.dtype)
-        self.abs[i] += v @ a
-        self.sum[i] += v @ flat
-        self.sq[i] += v @ (flat * flat)
+        if torch.compiler.is_compiling():
+            # traced: masked column sums, which inductor fuses into one pass over h (the
+            # matrix-vector products below are opaque library calls, one pass each)
+            vc = v[:, None]
+            self.abs[i] += (a * vc).sum(0)
+            self.sum[i] += (flat * vc).sum(0)
+            self.sq[i] += (flat * flat * vc).sum(0)
+        else:
+            self.abs[i] += v @ a
+            self.sum[i] += v @ flat
+            self.sq[i] += v @ (flat * flat)
         if self.views[i].kind == "plain":
-            self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
+            self._count_active(i, flat)
 
     def on_pre(self, i: int, pre: Tensor) -> None:
-        flat = _at_least_fp32(pre.reshape(-1, pre.shape[-1]))
-        self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
+        self._count_active(i, _at_least_fp32(pre.reshape(-1, pre.shape[-1])))
+
+    def _count_active(self, i: int, flat: Tensor) -> None:
+        if torch.compiler.is_compiling():
+            self.active[i] += (_positive(flat) * self.validf.to(flat.dtype)[:, None]).sum(0)
+        else:
+            self.active[i] += self.validf.to(flat.dtype) @ _positive(flat)
 
     def batch_selection(self, valid: Tensor) -> Tensor:
         """``[B, T, L, E]`` bool: the experts each counted token of the last batch selected."""

@@ -16,7 +16,8 @@ from babel.profile.profiler import profile_chunks
 def test_compiled_path_traces_real_gemma_in_one_graph(gemma, monkeypatch):
     """The body with babel's hooks is one graph (a graph break would make a second one), and
     with eager kernels (``aot_eager``: dynamo's graph, functionalized hooks, no code
-    generation) its counts equal eager's exactly. Inductor's fused arithmetic is the unit
+    generation) its counts equal eager's exactly, and its neuron sums (traced as masked column
+    sums, which inductor fuses into one pass) equal eager's to float32 rounding. Inductor's fused arithmetic is the unit
     test's subject (tiny model) and the benchmark's (real models)."""
     model, tok = gemma
     part = build_partition(model, PartitionConfig(n_experts=256, method="random"),
@@ -38,5 +39,11 @@ def test_compiled_path_traces_real_gemma_in_one_graph(gemma, monkeypatch):
     assert comp.tokens == eager.tokens > 0
     assert np.array_equal(comp.counts, eager.counts)
     assert np.array_equal(comp.neuron_active, eager.neuron_active)
-    for f in ("neuron_abs", "neuron_sum", "neuron_sq"):
-        assert np.allclose(getattr(comp, f), getattr(eager, f), rtol=1e-6), f
+    # traced, the neuron sums are masked column sums (eager: matrix-vector products): the same
+    # sums in another order, equal to float32 rounding of the sum of |h| (or of h² for Σh²)
+    scale = {"neuron_abs": eager.neuron_abs, "neuron_sum": eager.neuron_abs,
+             "neuron_sq": eager.neuron_sq}
+    for f, ref in scale.items():
+        err = np.abs(getattr(comp, f) - getattr(eager, f))
+        assert (err <= 1e-5 * ref + 1e-9).all(), (f, float((err / (ref + 1e-9)).max()))
+    assert not np.array_equal(comp.neuron_sum, eager.neuron_sum)  # the traced branch ran

@@ -193,6 +193,103 @@ def test_contiguous_experts_restores_weights_exactly(tiny_model):
         assert torch.equal(v, before[k]), k
 
 
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _same(model, before) -> bool:
+    return all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_contiguous_experts_nested_reorders_once_and_outer_restores(tiny_model, monkeypatch):
+    from babel.construct import routing
+
+    p = build_partition(tiny_model, PartitionConfig(n_experts=8))
+    before = _weights(tiny_model)
+    calls = []
+    real = routing.permute_layer_
+    monkeypatch.setattr(routing, "permute_layer_", lambda v, perm: (calls.append(v.index),
+                                                                       real(v, perm)))
+    n_layers = p.n_layers
+    with routing.contiguous_experts(tiny_model, p):
+        inside = _weights(tiny_model)
+        with routing.contiguous_experts(tiny_model, p) as cp:
+            assert cp.labels[0, :8].tolist() == [0] * 8
+            assert _same(tiny_model, inside)  # not reordered a second time
+        assert _same(tiny_model, inside)  # the inner exit restores nothing
+        assert len(calls) == n_layers
+    assert len(calls) == 2 * n_layers and _same(tiny_model, before)
+    assert tiny_model not in routing._REORDERED
+
+
+def test_contiguous_experts_refuses_another_partition_inside(tiny_model):
+    from babel.construct.routing import contiguous_experts
+
+    p = build_partition(tiny_model, PartitionConfig(n_experts=8))
+    q = build_partition(tiny_model, PartitionConfig(n_experts=4))
+    before = _weights(tiny_model)
+    with contiguous_experts(tiny_model, p), \
+            pytest.raises(ValueError, match="already reordered for another partition"), \
+            contiguous_experts(tiny_model, q):
+        pass
+    assert _same(tiny_model, before)
+
+
+def test_hold_contiguous_reorders_once_for_many_blocks(tiny_model, monkeypatch):
+    from babel.construct import routing
+
+    p = build_partition(tiny_model, PartitionConfig(n_experts=8))
+    before = _weights(tiny_model)
+    calls = []
+    real = routing.permute_layer_
+    monkeypatch.setattr(routing, "permute_layer_", lambda v, perm: (calls.append(v.index),
+                                                                       real(v, perm)))
+    with routing.hold_contiguous(tiny_model):
+        assert not calls and _same(tiny_model, before)  # lazy: nothing until a block needs it
+        with routing.contiguous_experts(tiny_model, p):
+            inside = _weights(tiny_model)
+        assert not _same(tiny_model, before) and _same(tiny_model, inside)  # kept reordered
+        with routing.hold_contiguous(tiny_model), routing.contiguous_experts(tiny_model, p):
+            assert _same(tiny_model, inside)
+        assert len(calls) == p.n_layers
+    assert len(calls) == 2 * p.n_layers and _same(tiny_model, before)
+    with routing.hold_contiguous(tiny_model):
+        pass
+    assert len(calls) == 2 * p.n_layers and tiny_model not in routing._REORDERED
+
+
+def test_hold_contiguous_restores_after_an_error(tiny_model):
+    from babel.construct.routing import contiguous_experts, hold_contiguous
+
+    p = build_partition(tiny_model, PartitionConfig(n_experts=8))
+    before = _weights(tiny_model)
+    with pytest.raises(RuntimeError, match="stop"), hold_contiguous(tiny_model), \
+            contiguous_experts(tiny_model, p):
+        raise RuntimeError("stop")
+    assert _same(tiny_model, before)
+
+
+def test_a_failed_reorder_puts_the_done_layers_back(tiny_model, monkeypatch):
+    from babel.construct import routing
+
+    p = build_partition(tiny_model, PartitionConfig(n_experts=8))
+    before = _weights(tiny_model)
+    real = routing.permute_layer_
+    seen = []
+
+    def flaky(v, perm):
+        seen.append(v.index)
+        if len(seen) == 2:
+            raise RuntimeError("out of memory")
+        real(v, perm)
+
+    monkeypatch.setattr(routing, "permute_layer_", flaky)
+    with pytest.raises(RuntimeError, match="out of memory"), \
+            routing.contiguous_experts(tiny_model, p):
+        pass
+    assert _same(tiny_model, before) and tiny_model not in routing._REORDERED
+
 def test_topk_mask_matches_torch_topk_and_handles_ties():
     from babel.construct.selection import topk_mask
 

@@ -208,3 +208,32 @@ def test_compiled_path_agrees_with_eager_and_restores_weights(tiny_llama):
     assert np.abs(comp2.counts - eager2.counts).sum() <= 2
     assert np.allclose(comp2.neuron_abs, eager2.neuron_abs, rtol=1e-4, atol=1e-5)
     assert not np.allclose(comp2.neuron_abs, comp.neuron_abs)
+
+
+def test_profile_languages_reorders_the_weights_once(tiny_llama, byte_tokenizer, monkeypatch):
+    """Three languages computed: one reorder and one restore in all (not three), the same
+    counts as one language at a time, the weights as before; nothing cached: no reorder."""
+    from babel.construct import routing
+    from babel.core.config import ProfileConfig
+    from babel.profile.cache import profile_language, profile_languages
+
+    part = build_partition(tiny_llama, PartitionConfig(n_experts=8))
+    cfg = ProfileConfig(max_tokens=64, seq_len=32)
+    langs = ["en", "fr", "de"]
+    alone = {lang: profile_language(tiny_llama, byte_tokenizer, part, lang, cfg,
+                                    model_name="alone", progress=False) for lang in langs}
+    before = {k: v.clone() for k, v in tiny_llama.state_dict().items()}
+    layers = []
+    real = routing.permute_layer_
+    monkeypatch.setattr(routing, "permute_layer_",
+                        lambda v, perm: (layers.append(v.index), real(v, perm)))
+    held = profile_languages(tiny_llama, byte_tokenizer, part, langs, cfg, model_name="held",
+                             progress=False)
+    assert len(layers) == 2 * part.n_layers
+    for lang in langs:
+        assert np.array_equal(held[lang].chunk_counts, alone[lang].chunk_counts), lang
+        assert np.array_equal(held[lang].neuron_abs, alone[lang].neuron_abs), lang
+    assert all(torch.equal(v, before[k]) for k, v in tiny_llama.state_dict().items())
+    profile_languages(tiny_llama, byte_tokenizer, part, langs, cfg, model_name="held",
+                      progress=False)  # every language cached
+    assert len(layers) == 2 * part.n_layers
