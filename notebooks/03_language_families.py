@@ -79,6 +79,7 @@ from babel.families.conclusion import answer, conclusion_text, confounded_labell
 from babel.families.robustness import robustness_settings
 from babel.figures.families import clustermap, lape_layers_plot, layer_separation_plot, save_figure
 
+# %%
 t_start = time.perf_counter()
 exp = ExperimentConfig.from_namespace(globals())
 opt = fa.FamilyOptions(compare_models, robustness_experts, robustness_shares,

@@ -321,6 +321,8 @@ def profile_chunks(model: nn.Module, partition: Partition, rule: SelectionRule,
 
     The model's neurons are reordered in place into contiguous experts for the duration of
     the call (restored exactly on exit): see :func:`babel.construct.routing.contiguous_experts`.
+    Inside :func:`babel.construct.routing.hold_contiguous` (as in
+    :func:`babel.profile.cache.profile_languages`) one reorder serves every call.
     """
     from tqdm.auto import tqdm
 
