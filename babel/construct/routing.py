@@ -87,11 +87,10 @@ def routed_forward(model: nn.Module, partition: Partition, rule: SelectionRule,
 
 @dataclasses.dataclass
 class _Reordered:
-    """A model's reorder state: the order its neurons are in (None: original), and whether a
-    :func:`hold_contiguous` block keeps them there past the inner blocks."""
+    """The order a model's neurons are in now (None: the original order, inside a
+    :func:`hold_contiguous` block before its first :func:`contiguous_experts` block)."""
 
     order: np.ndarray | None = None
-    held: bool = False
 
 
 #: Models whose neurons are reordered now (by identity; a dropped model drops its entry).
@@ -137,8 +136,8 @@ def contiguous_experts(model: nn.Module, partition: Partition) -> Iterator[Parti
 @contextlib.contextmanager
 def hold_contiguous(model: nn.Module) -> Iterator[None]:
     """Keep ``model``'s neurons reordered from the first :func:`contiguous_experts` block inside
-    until this block ends: the reorder (two passes over every FFN weight, about 0.1 s on
-    SmolLM2-135M and seconds on a 7B model) is paid once for many profiling calls
+    until this block ends: the reorder and the restore (each a pass over every FFN weight
+    matrix) are paid once for many profiling calls
     (:func:`babel.profile.cache.profile_languages`). Nothing is reordered if no inner block
     runs (every profile cached). Inside, the model's neurons may be in expert order: code that
     reads the weights by the original neuron index belongs outside. Nested holds are one hold.
@@ -146,7 +145,7 @@ def hold_contiguous(model: nn.Module) -> Iterator[None]:
     if model in _REORDERED:  # inside another hold or a contiguous_experts block: theirs
         yield
         return
-    state = _REORDERED[model] = _Reordered(held=True)
+    state = _REORDERED[model] = _Reordered()
     try:
         yield
     finally:

@@ -202,15 +202,23 @@ def _same(model, before) -> bool:
     return all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
+def _count_permutes(monkeypatch) -> list[int]:
+    """The layer index of every layer permutation from now on (reorders and restores)."""
+    from babel.construct import routing
+
+    calls: list[int] = []
+    real = routing.permute_layer_
+    monkeypatch.setattr(routing, "permute_layer_",
+                        lambda v, perm: (calls.append(v.index), real(v, perm)))
+    return calls
+
+
 def test_contiguous_experts_nested_reorders_once_and_outer_restores(tiny_model, monkeypatch):
     from babel.construct import routing
 
     p = build_partition(tiny_model, PartitionConfig(n_experts=8))
     before = _weights(tiny_model)
-    calls = []
-    real = routing.permute_layer_
-    monkeypatch.setattr(routing, "permute_layer_", lambda v, perm: (calls.append(v.index),
-                                                                       real(v, perm)))
+    calls = _count_permutes(monkeypatch)
     n_layers = p.n_layers
     with routing.contiguous_experts(tiny_model, p):
         inside = _weights(tiny_model)
@@ -241,10 +249,7 @@ def test_hold_contiguous_reorders_once_for_many_blocks(tiny_model, monkeypatch):
 
     p = build_partition(tiny_model, PartitionConfig(n_experts=8))
     before = _weights(tiny_model)
-    calls = []
-    real = routing.permute_layer_
-    monkeypatch.setattr(routing, "permute_layer_", lambda v, perm: (calls.append(v.index),
-                                                                       real(v, perm)))
+    calls = _count_permutes(monkeypatch)
     with routing.hold_contiguous(tiny_model):
         assert not calls and _same(tiny_model, before)  # lazy: nothing until a block needs it
         with routing.contiguous_experts(tiny_model, p):
